@@ -1,0 +1,45 @@
+# One-command set-up: every target creates .venv at the repo root if it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test test-all lint demo data train export benchmark clean
+
+help:
+	@echo "make demo       render the default part and run the station on a simulated line"
+	@echo "make test       the default test suite (fast; slow ones: make test-all)"
+	@echo "make lint       ruff, mypy and the import contracts"
+	@echo "make train      retrain the default model (see README)"
+	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
+	@echo "make benchmark  generator and model benchmarks"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[training,export,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+demo: $(STAMP)
+	$(PY) -m training.synth --out runs/demo --n 24 --seed 1 --overwrite --sheet runs/demo/sheet.png
+	@echo "contact sheet: runs/demo/sheet.png"
+
+benchmark: $(STAMP)
+	$(PY) -m training.synth.benchmark
+
+clean:
+	rm -rf runs data .pytest_cache .ruff_cache .mypy_cache

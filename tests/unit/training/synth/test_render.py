@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from models.part import load_part
+from training.synth.render import ground_truth, render, sample_params, without_defect
+
+SPEC = load_part("default")
+
+
+def _params(label, pin, style, seed):
+    return sample_params(SPEC, np.random.default_rng(seed), label, pin, style)
+
+
+def test_same_params_same_pixels():
+    p = _params("BENDNG", 5, "photo", 3)
+    a, b = render(SPEC, p), render(SPEC, p)
+    assert a.shape == (480, 640, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+@pytest.mark.parametrize("style", ["photo", "flat"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_defect_differs_from_ok_twin_only_around_the_labelled_pin(label, style, seed):
+    pin = [4, 13, 27][seed - 1]
+    p = _params(label, pin, style, seed)
+    twin = without_defect(p)
+    img, ok = render(SPEC, p), render(SPEC, twin)
+    diff = np.abs(img.astype(int) - ok.astype(int)).max(-1)
+    changed = np.argwhere(diff > 3)
+    assert len(changed) > 20, "the defect must be visible"
+    truth = ground_truth(SPEC, p)
+    bx, by, tx, ty = truth["pins"][pin - 1]
+    _, _, ox, oy = ground_truth(SPEC, twin)["pins"][pin - 1]  # where the straight pin's tip was
+    pts = np.array([[bx, by], [tx, ty], [ox, oy]])
+    dist = np.min(np.linalg.norm(changed[:, None, ::-1] - pts[None], axis=-1), axis=1)
+    reach = 0.8 * truth["pitch_px"] + 16  # pin radius + blur, and JPEG's 8x8 blocks
+    assert dist.max() < reach, f"pixels changed {dist.max():.0f} px from pin {pin} (allowed {reach:.0f})"
+
+
+def test_ground_truth_moves_only_the_defective_pin():
+    p = _params("BENDNG", 14, "photo", 7)
+    a = np.array(ground_truth(SPEC, p)["pins"])
+    b = np.array(ground_truth(SPEC, without_defect(p))["pins"])
+    moved = np.nonzero(np.abs(a - b).max(1) > 0.5)[0]
+    assert list(moved) == [13]
+    assert np.allclose(a[13, :2], b[13, :2])  # the base stays in its hole
+
+
+def test_pin_numbering_matches_the_image():
+    """Pin 1 is top-left as the camera sees it; pin 27 bottom-right."""
+    pins = np.array(ground_truth(SPEC, _params("OK", 0, "photo", 4))["pins"])
+    assert pins[0, 0] < pins[8, 0] and pins[0, 1] < pins[18, 1]
+    assert pins[26, 0] > pins[18, 0] and pins[26, 1] > pins[8, 1]
+    assert (pins[:, 3] < pins[:, 1]).all(), "tips stand above their bases in the frame"
+
+
+def test_bad_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError):
+        sample_params(SPEC, rng, "OK", 3, "photo")
+    with pytest.raises(ValueError):
+        sample_params(SPEC, rng, "BENDNG", 0, "photo")
+    with pytest.raises(ValueError):
+        sample_params(SPEC, rng, "OK", 0, "oil-painting")

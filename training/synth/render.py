@@ -1,0 +1,427 @@
+"""Render one frame of a part from a parameter dict.
+
+`sample_params` makes every random choice for one image and returns it as plain JSON data;
+`render` is a pure function of (part spec, params): the same params give the same bytes, so
+any image in a data set can be re-rendered from its line in `meta.jsonl`.
+
+The part is built in 3-D (pitch units: x right, y away from the camera, z up) and projected
+through a pinhole camera tilted from the vertical, so a bent pin's tip moves the way a real
+one does and a pin bent towards the camera looks shorter (PART.md's floor of confusion).
+
+Styles: "photo" (shaded metal, textured board, uneven light, blur, noise, JPEG) and "flat"
+(flat colours with outlines, like a drawing). Both share geometry and ground truth.
+
+numpy + OpenCV only: the station's simulated camera uses this module, and the station never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.part import PartSpec
+
+STYLES: tuple[str, ...] = ("photo", "flat")
+_CIRCLE_N = 14
+_AA = cv2.LINE_AA
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling: every random choice for one image
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def _widen(r: tuple[float, float], widen: float, lo: float = -math.inf, hi: float = math.inf) -> tuple[float, float]:
+    """Stretch a range about its centre by `widen` (1.0 = PART.md's range)."""
+    c, h = (r[0] + r[1]) / 2, (r[1] - r[0]) / 2 * widen
+    return (max(lo, c - h), min(hi, c + h))
+
+
+def _colour(rng: np.random.Generator, base: tuple[int, int, int], spread: int) -> list[int]:
+    return [int(np.clip(b + rng.integers(-spread, spread + 1), 0, 255)) for b in base]
+
+
+def _housing_colour(rng: np.random.Generator, widen: float) -> list[int]:
+    k = rng.random()
+    if k < 0.62:  # black / dark grey
+        g = int(rng.integers(12, 70))
+        return _colour(rng, (g, g, g), 6)
+    if k < 0.88:  # white, ivory, beige (BGR)
+        return _colour(rng, [(235, 238, 238), (200, 232, 240), (150, 195, 215)][int(rng.integers(0, 3))], 18)
+    if widen > 1.0:  # wider than PART.md: any plastic colour, so colour is never the cue
+        return [int(v) for v in rng.integers(20, 230, 3)]
+    g = int(rng.integers(60, 110))
+    return _colour(rng, (g, g, g), 6)
+
+
+def _pin_colour(rng: np.random.Generator) -> list[int]:
+    if rng.random() < 0.6:  # gold (BGR)
+        return _colour(rng, (50, 165, 215), 22)
+    g = int(rng.integers(150, 215))  # tin
+    return _colour(rng, (g, g, g + 5), 8)
+
+
+def sample_params(
+    spec: PartSpec,
+    rng: np.random.Generator,
+    label: str,
+    pin: int,
+    style: str,
+    widen: float = 1.3,
+) -> dict[str, Any]:
+    """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
+    of the part spec (not the defect ranges, which define the labels)."""
+    if label not in spec.classes:
+        raise ValueError(f"unknown label {label!r}")
+    if (label == "OK") != (pin == 0):
+        raise ValueError(f"label {label} with pin {pin}: OK has pin 0, a defect names its pin")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (known: {', '.join(STYLES)})")
+    cam, d = spec.camera, spec.defects
+    w = max(1.0, widen)
+    width_units = spec.cols - 1 + 2 * spec.housing_margin
+    pitch = _u(rng, *_widen(cam.pitch_px, w, lo=4)) * (1 + _u(rng, -cam.scale_jitter, cam.scale_jitter))
+    pitch = min(pitch, cam.frame_width * 0.97 / width_units)  # the whole housing stays in frame
+    p: dict[str, Any] = {
+        "label": label,
+        "pin": pin,
+        "style": style,
+        "noise_seed": int(rng.integers(0, 2**31 - 1)),
+        "tilt_deg": _u(rng, *_widen(cam.tilt_deg, w, lo=0, hi=60)),
+        "azimuth_deg": _u(rng, -5, 5) * w,
+        "roll_deg": _u(rng, -cam.rotation_deg, cam.rotation_deg) * w,
+        "distance": _u(rng, *cam.distance_pitch),
+        "pitch_px": pitch,
+        "cx": cam.frame_width / 2 + _u(rng, -cam.center_jitter_px, cam.center_jitter_px) * w,
+        "cy": cam.frame_height / 2 + _u(rng, -cam.center_jitter_px, cam.center_jitter_px) * w,
+        "housing_depth": _u(rng, *spec.housing_depth),
+        "housing_colour": _housing_colour(rng, w),
+        "pin_colour": _pin_colour(rng),
+        "light_side": _u(rng, -1, 1),  # where the highlight sits across the pin
+        "background": str(rng.choice(["pcb", "plate", "plain"], p=[0.45, 0.4, 0.15])),
+        "background_colour": [int(v) for v in rng.integers(0, 256, 3)],
+        "illumination": _u(rng, 0, cam.illumination * w),
+        "illumination_angle": _u(rng, 0, 360),
+        "vignette": _u(rng, 0, 0.3 * w),
+        "color_cast": [_u(rng, -cam.color_cast, cam.color_cast) * w for _ in range(3)],
+        "gamma": _u(rng, 0.8, 1.25),
+        "blur_sigma": _u(rng, *_widen(cam.blur_sigma, w, lo=0)),
+        "noise_sigma": _u(rng, *_widen(cam.noise_sigma, w, lo=0)),
+        "jpeg_quality": int(round(_u(rng, *_widen(cam.jpeg_quality, w, lo=30, hi=100)))) if rng.random() < 0.8 else 0,
+        "glare": _u(rng, 0, 1) if rng.random() < 0.25 else 0.0,
+        "distractors": int(rng.integers(0, 6)),
+        # OK pins are straight within the spec's tolerance: a tiny random lean per pin
+        "pin_jitter": [[_u(rng, 0, 360), _u(rng, 0, 1)] for _ in range(spec.n_pins)],
+        "outline": _u(rng, 0.6, 2.2),
+    }
+    if label == "BENDNG":
+        p["bend_deg"] = _u(rng, *d.bend_deg)
+        p["bend_dir_deg"] = _u(rng, 0, 360)  # 0 = right, 90 = away from the camera, 270 = towards it
+    elif label == "NUKENG":
+        p["nuke_height"] = _u(rng, *d.nuke_height)
+    return p
+
+
+def without_defect(params: dict[str, Any]) -> dict[str, Any]:
+    """The OK twin of a defective image: same scene, same noise, every pin straight."""
+    twin = {k: v for k, v in params.items() if k not in ("bend_deg", "bend_dir_deg", "nuke_height")}
+    twin["label"], twin["pin"] = "OK", 0
+    return twin
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+class Camera:
+    """Pinhole camera at `distance` pitches from the part centre, tilted from the vertical."""
+
+    def __init__(self, p: dict[str, Any]):
+        th, az, ro = (math.radians(p[k]) for k in ("tilt_deg", "azimuth_deg", "roll_deg"))
+        D = p["distance"]
+        self.C = D * np.array([math.sin(az) * math.sin(th), -math.cos(az) * math.sin(th), math.cos(th)])
+        f = -self.C / D
+        r0 = np.array([math.cos(az), math.sin(az), 0.0])
+        d0 = np.cross(f, r0)
+        self.r = math.cos(ro) * r0 + math.sin(ro) * d0
+        self.d = -math.sin(ro) * r0 + math.cos(ro) * d0
+        self.f = f
+        self.focal = p["pitch_px"] * D
+        self.cx, self.cy = p["cx"], p["cy"]
+
+    def project(self, pts: np.ndarray) -> np.ndarray:
+        """(..., 3) world points in pitches -> (..., 2) pixel coordinates."""
+        q = pts - self.C
+        z = q @ self.f
+        return np.stack([self.cx + self.focal * (q @ self.r) / z, self.cy + self.focal * (q @ self.d) / z], -1)
+
+
+_COS = np.cos(np.linspace(0, 2 * np.pi, _CIRCLE_N, endpoint=False))
+_SIN = np.sin(np.linspace(0, 2 * np.pi, _CIRCLE_N, endpoint=False))
+
+
+def _circles(centers: np.ndarray, radius: float, axes: np.ndarray) -> np.ndarray:
+    """(n, 3) centres and unit axes -> (n, _CIRCLE_N, 3) points of the 3-D circles around them.
+    Axes here are near vertical (pins lean at most ~30 degrees), so (w_z, 0, -w_x) is never zero."""
+    wx, wy, wz = axes[:, 0], axes[:, 1], axes[:, 2]
+    e1 = np.stack([wz, np.zeros_like(wx), -wx], -1)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.stack([wy * e1[:, 2] - wz * e1[:, 1], wz * e1[:, 0] - wx * e1[:, 2], wx * e1[:, 1] - wy * e1[:, 0]], -1)
+    return centers[:, None, :] + radius * (_COS[None, :, None] * e1[:, None, :] + _SIN[None, :, None] * e2[:, None, :])
+
+
+def pin_geometry(spec: PartSpec, p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """3-D base and tip of every pin (n_pins, 3), defects applied."""
+    rows, cols = spec.rows, spec.cols
+    r, c = np.divmod(np.arange(spec.n_pins), cols)
+    base = np.stack([c - (cols - 1) / 2, (rows - 1) / 2 - r, np.zeros(spec.n_pins)], -1).astype(np.float64)
+    tol = spec.defects.ok_tolerance_pitch / spec.pin_height
+    axes = []
+    for az, mag in p["pin_jitter"]:
+        s = mag * tol
+        axes.append([s * math.cos(math.radians(az)), s * math.sin(math.radians(az)), 1.0])
+    axis = np.array(axes)
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    length = np.full(spec.n_pins, spec.pin_height)
+    i = p["pin"] - 1
+    if p["label"] == "BENDNG":
+        a, phi = math.radians(p["bend_deg"]), math.radians(p["bend_dir_deg"])
+        axis[i] = [math.sin(a) * math.cos(phi), math.sin(a) * math.sin(phi), math.cos(a)]
+    elif p["label"] == "NUKENG":
+        length[i] = spec.pin_height * p["nuke_height"]
+    return base, base + axis * length[:, None]
+
+
+def ground_truth(spec: PartSpec, p: dict[str, Any]) -> dict[str, Any]:
+    """Pixel positions of every pin's base and tip, plus the pitch in pixels."""
+    cam = Camera(p)
+    base, tip = pin_geometry(spec, p)
+    b, t = cam.project(base), cam.project(tip)
+    return {
+        "pins": [[round(float(v), 2) for v in (*b[k], *t[k])] for k in range(spec.n_pins)],
+        "pitch_px": round(float(p["pitch_px"]), 3),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _poly(img: np.ndarray, pts: np.ndarray, colour: Any, outline: Any = None, width: int = 1) -> None:
+    ip = np.round(pts * 16).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(img, [ip], colour, _AA, shift=4)
+    if outline is not None:
+        cv2.polylines(img, [ip], True, outline, width, _AA, shift=4)
+
+
+def _scale(c: Any, k: float) -> tuple[int, ...]:
+    return tuple(min(255, max(0, int(v * k))) for v in c)
+
+
+def _background(p: dict[str, Any], rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    kind, flat = p["background"], p["style"] == "flat"
+    if kind == "pcb":
+        base = _colour(rng, (50, 110, 30), 30)
+    elif kind == "plate":
+        g = int(rng.integers(90, 190))
+        base = _colour(rng, (g, g, g), 8)
+    else:
+        base = p["background_colour"]
+    if flat:
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = base
+    else:  # low-frequency mottling (and brushed streaks on a plate), made small and scaled up
+        small = np.asarray(base, np.float32) + rng.normal(0, 12, (h // 40 + 2, w // 40 + 2, 1)).astype(np.float32)
+        img = cv2.resize(np.clip(small, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+        if kind == "plate":
+            streak = rng.normal(0, 6, (h // 2, 8, 1)).astype(np.float32).repeat(3, 2)
+            img = cv2.add(img, cv2.resize(streak, (w, h), interpolation=cv2.INTER_LINEAR), dtype=cv2.CV_8U)
+    if kind == "pcb":
+        trace = _scale(base, 1.35)
+        for _ in range(int(rng.integers(6, 18))):
+            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+            pts = [(x, y)]
+            for _ in range(int(rng.integers(1, 4))):
+                if rng.random() < 0.5:
+                    x += int(rng.integers(-200, 200))
+                else:
+                    y += int(rng.integers(-150, 150))
+                pts.append((x, y))
+            cv2.polylines(img, [np.array(pts, np.int32)], False, trace, int(rng.integers(2, 7)), _AA)
+        pad = (60, 140, 190) if rng.random() < 0.5 else (180, 180, 185)
+        for _ in range(int(rng.integers(5, 25))):
+            cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(3, 8)), pad, -1, _AA)
+        if rng.random() < 0.6:
+            for _ in range(int(rng.integers(1, 4))):
+                txt = "".join(rng.choice(list("RCUJ0123456789"), int(rng.integers(2, 5))))
+                org = (int(rng.integers(0, w - 60)), int(rng.integers(15, h)))
+                cv2.putText(
+                    img, txt, org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.4, 0.9)), (225, 225, 225), 1, _AA
+                )
+    elif kind == "plate":
+        for _ in range(int(rng.integers(0, 6))):
+            c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+            r = int(rng.integers(6, 16))
+            cv2.circle(img, c, r, _scale(base, 0.35), -1, _AA)
+            cv2.circle(img, c, r, _scale(base, 1.3), 1, _AA)
+    return img
+
+
+def _distractors(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> None:
+    """Other things on a board: chips, capacitors, screws. Kept out of the part by drawing first."""
+    h, w = img.shape[:2]
+    for _ in range(p["distractors"]):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        col = [int(v) for v in rng.integers(0, 256, 3)]
+        if rng.random() < 0.5:
+            sz = rng.integers(10, 60, 2)
+            box = cv2.boxPoints(((c[0], c[1]), (int(sz[0]), int(sz[1])), float(rng.uniform(0, 90))))
+            _poly(img, box, col, _scale(col, 0.5))
+        else:
+            cv2.circle(img, c, int(rng.integers(5, 25)), col, -1, _AA)
+
+
+def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) -> None:
+    flat = p["style"] == "flat"
+    ow = max(1, int(round(p["outline"]))) if flat else 1
+    outline = (20, 20, 20) if flat else None
+    hc = p["housing_colour"]
+    dark_housing = sum(hc) / 3 < 110
+    W = (spec.cols - 1) / 2 + spec.housing_margin
+    H = (spec.rows - 1) / 2 + spec.housing_margin
+    depth = p["housing_depth"]
+    top = np.array([[-W, -H, 0], [W, -H, 0], [W, H, 0], [-W, H, 0]], float)
+    front = np.array([[-W, -H, 0], [W, -H, 0], [W, -H, -depth], [-W, -H, -depth]], float)
+    shadow = cam.project(front + [0.15, -0.25, 0])  # soft contact shadow below the front face
+    if not flat:
+        _poly(img, shadow, _scale(img[int(np.clip(shadow[2, 1], 0, img.shape[0] - 1)), img.shape[1] // 2], 0.55))
+    _poly(img, cam.project(front), _scale(hc, 0.62 if not flat else 0.8), outline, ow)
+    _poly(img, cam.project(top), tuple(hc), outline, ow)
+    if not flat:  # a lit edge along the top front
+        e = cam.project(top[:2])
+        cv2.line(
+            img,
+            tuple(np.round(e[0]).astype(int)),
+            tuple(np.round(e[1]).astype(int)),
+            _scale(hc, 1.5) if dark_housing else _scale(hc, 1.08),
+            1,
+            _AA,
+        )
+    # pin-1 triangle on the housing top, near pin 1 (top-left as seen)
+    m = spec.housing_margin
+    tri = np.array([[-W + 0.2 * m, H - 0.2 * m, 0], [-W + 0.55 * m, H - 0.2 * m, 0], [-W + 0.2 * m, H - 0.55 * m, 0]])
+    mark = (200, 200, 200) if dark_housing else _scale(hc, 0.55)
+    _poly(img, cam.project(tri), mark)
+
+    base, tip = pin_geometry(spec, p)
+    radius = spec.pin_diameter / 2
+    n = spec.n_pins
+    vert = np.tile([0.0, 0, 1], (n, 1))
+    hole_col = (8, 8, 8) if flat else _scale(hc, 0.25)
+    holes = cam.project(_circles(base, radius * spec.hole_ratio, vert))
+    for k in range(n):
+        _poly(img, holes[k], hole_col, outline, 1)
+    lengths = np.linalg.norm(tip - base, axis=1)
+    axes = (tip - base) / np.maximum(lengths, 1e-9)[:, None]
+    bcs = cam.project(_circles(base, radius, axes))
+    tcs = cam.project(_circles(tip, radius, axes))
+    b2s, t2s = cam.project(base), cam.project(tip)
+    pc = p["pin_colour"]
+    body, dark, bright, cap, spot = tuple(pc), _scale(pc, 0.55), _scale(pc, 1.6), _scale(pc, 1.25), _scale(pc, 1.9)
+    ls = p["light_side"]
+    for k in range(n):  # back row first: nearer pins paint over farther ones
+        if lengths[k] < 1e-3:
+            continue
+        tc = tcs[k]
+        hull = cv2.convexHull(np.concatenate([bcs[k], tc]).astype(np.float32))[:, 0, :]
+        rad_px = float(tc[:, 0].max() - tc[:, 0].min()) / 2
+        if flat:
+            _poly(img, hull, body, outline, ow)
+            _poly(img, tc, cap, outline, 1)
+            continue
+        _poly(img, hull, dark)
+        b2, t2 = b2s[k], t2s[k]
+        along = t2 - b2
+        nrm = np.array([-along[1], along[0]]) / (math.hypot(along[0], along[1]) + 1e-6)
+        core = max(1, int(round(rad_px * 1.1)))
+        off = nrm * (ls * rad_px * 0.35)
+        cv2.line(img, _ipt(b2 + off * 0.5), _ipt(t2 + off * 0.5), body, core, _AA)
+        cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, max(1, core // 3), _AA)
+        _poly(img, tc, cap)
+        centre = tc.mean(0) + nrm * (ls * rad_px * 0.2)
+        cv2.circle(img, _ipt(centre), max(1, int(rad_px * 0.45)), spot, -1, _AA)
+
+
+def _ipt(x: np.ndarray) -> tuple[int, int]:
+    return int(round(float(x[0]))), int(round(float(x[1])))
+
+
+_NOISE_BANK: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _noise_bank(h: int, w: int) -> np.ndarray:
+    """Unit Gaussian noise, twice the frame in each direction, made once per process from a fixed
+    seed. Each frame reads a window at a seeded offset: per-frame noise at a fraction of the cost
+    of drawing ~1M normals, and still a pure function of the frame's params."""
+    if (h, w) not in _NOISE_BANK:
+        _NOISE_BANK[(h, w)] = np.random.default_rng(12345).standard_normal((2 * h, 2 * w, 3), dtype=np.float32)
+    return _NOISE_BANK[(h, w)]
+
+
+def _camera_effects(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    a = math.radians(p["illumination_angle"])
+    yy, xx = np.mgrid[0:8, 0:10].astype(np.float32)
+    xx, yy = xx / 9 - 0.5, yy / 7 - 0.5
+    gain = 1 + 2 * p["illumination"] * (math.cos(a) * xx + math.sin(a) * yy) - p["vignette"] * (xx**2 + yy**2) * 2
+    if p["glare"] > 0:  # a soft hot spot from a ring light
+        gx, gy = rng.uniform(-0.4, 0.4, 2)
+        gain += 0.5 * p["glare"] * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / 0.02)
+    gain3 = np.stack([gain * (1 + c) for c in p["color_cast"]], -1).astype(np.float32)
+    gain3 = cv2.resize(gain3, (w, h), interpolation=cv2.INTER_LINEAR)
+    if p["blur_sigma"] > 0.05:  # defocus; blurring before the (smooth) light gain is cheaper and near identical
+        img = cv2.GaussianBlur(img, (0, 0), p["blur_sigma"])
+    f = img.astype(np.float32)
+    f *= gain3
+    if p["noise_sigma"] > 0.05:
+        oy, ox = int(rng.integers(0, h)), int(rng.integers(0, w))
+        f = cv2.scaleAdd(_noise_bank(h, w)[oy : oy + h, ox : ox + w], p["noise_sigma"], f)
+    out = np.clip(f, 0, 255).astype(np.uint8)
+    if abs(p["gamma"] - 1) > 1e-3:
+        lut = np.clip(((np.arange(256) / 255.0) ** p["gamma"]) * 255 + 0.5, 0, 255).astype(np.uint8)
+        out = cv2.LUT(out, lut)
+    if p["jpeg_quality"]:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, p["jpeg_quality"]])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
+def render(spec: PartSpec, p: dict[str, Any]) -> np.ndarray:
+    """The BGR uint8 frame for `p` (from `sample_params`)."""
+    h, w = spec.camera.frame_height, spec.camera.frame_width
+    seed = int(p["noise_seed"])
+    rng = np.random.default_rng(seed)
+    img = _background(p, rng, h, w)
+    _distractors(img, p, rng)
+    cam = Camera(p)
+    _draw_part(img, spec, p, cam)
+    if p["style"] == "flat":
+        # a drawing has none of the camera's light, but may still be scanned or compressed
+        p = {
+            **p,
+            "illumination": 0.0,
+            "vignette": 0.0,
+            "glare": 0.0,
+            "gamma": 1.0,
+            "color_cast": [0.0] * 3,
+            "blur_sigma": min(p["blur_sigma"], 0.6),
+            "noise_sigma": min(p["noise_sigma"], 2.0),
+        }
+    return _camera_effects(img, p, rng)
