@@ -1,0 +1,189 @@
+"""Labelled folders -> in-memory training arrays, and the dense per-token targets.
+
+A labelled folder is `images/` + `labels.csv` (file,label,pin). When the folder also has the
+generator's `meta.jsonl`, every image gets dense targets (which tokens cover the defective pin,
+which pin every token sits on); images without it (real photos relabelled at the station) still
+train the image-level loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from models.part import CLASSES, PartSpec
+from models.preprocess import InputSpec, crop_resize
+
+
+class DataError(ValueError):
+    """A data folder that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Samples:
+    images: np.ndarray  # (N, H, W, 3) uint8 BGR, already cropped and resized
+    labels: np.ndarray  # (N,) int64, index into CLASSES
+    pins: np.ndarray  # (N,) int64, 0 for OK
+    truth: np.ndarray | None  # (N, P, 4) pin base/tip in *input* pixels, or None without meta
+    files: list[str]
+    meta: list[dict] | None  # the generator's records, when present
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> Samples:
+        return Samples(
+            self.images[idx],
+            self.labels[idx],
+            self.pins[idx],
+            None if self.truth is None else self.truth[idx],
+            [self.files[i] for i in idx],
+            None if self.meta is None else [self.meta[i] for i in idx],
+        )
+
+
+def read_labels(folder: Path) -> list[tuple[str, str, int]]:
+    path = Path(folder) / "labels.csv"
+    if not path.exists():
+        raise DataError(f"{path}: missing (a labelled folder has images/ and labels.csv)")
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
+        for n, r in enumerate(reader, start=2):
+            if r["label"] not in CLASSES:
+                raise DataError(f"{path}:{n}: unknown label {r['label']!r} (known: {', '.join(CLASSES)})")
+            try:
+                pin = int(r.get("pin") or 0)
+            except ValueError:
+                raise DataError(f"{path}:{n}: pin must be a number, got {r.get('pin')!r}") from None
+            rows.append((r["file"], r["label"], pin))
+    if not rows:
+        raise DataError(f"{path}: no images listed")
+    return rows
+
+
+def _load_one(args: tuple[str, InputSpec]) -> np.ndarray | str:
+    path, spec = args
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        return f"{path}: missing or not a readable image"
+    if img.shape[:2] != (spec.frame_height, spec.frame_width):
+        return f"{path}: {img.shape[1]}x{img.shape[0]}, expected {spec.frame_width}x{spec.frame_height}"
+    return crop_resize(img, spec)
+
+
+def load_folder(folder: Path, spec: InputSpec, workers: int = 2, progress: bool = True) -> Samples:
+    """Read a labelled folder into memory (cropped and resized once)."""
+    folder = Path(folder)
+    rows = read_labels(folder)
+    meta_path = folder / "meta.jsonl"
+    meta = None
+    if meta_path.exists():
+        with open(meta_path) as f:
+            by_file = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
+        if all(r[0] in by_file for r in rows):
+            meta = [by_file[r[0]] for r in rows]
+    jobs = [(str(folder / "images" / r[0]), spec) for r in rows]
+    bar = tqdm(total=len(jobs), desc=f"loading {folder.name}", unit="img", disable=not progress)
+    out: list[np.ndarray] = []
+    if workers > 1 and len(jobs) > 64:
+        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            for res in pool.imap(_load_one, jobs, chunksize=32):
+                if isinstance(res, str):
+                    raise DataError(res)
+                out.append(res)
+                bar.update(1)
+    else:
+        for job in jobs:
+            res = _load_one(job)
+            if isinstance(res, str):
+                raise DataError(res)
+            out.append(res)
+            bar.update(1)
+    bar.close()
+    truth = None
+    if meta is not None:
+        truth = np.stack(
+            [
+                np.concatenate(
+                    [spec.frame_to_input(np.array(m["pins"])[:, :2]), spec.frame_to_input(np.array(m["pins"])[:, 2:])],
+                    -1,
+                )
+                for m in meta
+            ]
+        ).astype(np.float32)
+    return Samples(
+        images=np.stack(out),
+        labels=np.array([CLASSES.index(r[1]) for r in rows], np.int64),
+        pins=np.array([r[2] for r in rows], np.int64),
+        truth=truth,
+        files=[r[0] for r in rows],
+        meta=meta,
+    )
+
+
+def folder_hash(folder: Path) -> str:
+    """Hash of labels.csv and dataset.json: identifies the training data in a model card."""
+    h = hashlib.sha256()
+    for name in ("labels.csv", "dataset.json"):
+        p = Path(folder) / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense targets
+
+
+def _seg_dist(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from points (T, 2) to segments a->b, broadcast over leading segment dims (..., 2)."""
+    ab = b - a
+    ap = pts[:, None, :] - a[None]
+    t = np.clip((ap * ab[None]).sum(-1) / ((ab * ab).sum(-1)[None] + 1e-9), 0, 1)
+    return np.linalg.norm(ap - t[..., None] * ab[None], axis=-1)
+
+
+def dense_targets(
+    truth: np.ndarray, label: int, pin: int, spec: InputSpec, defect_radius: float = 0.55, pin_radius: float = 0.45
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token targets from one image's pin positions (P, 4) in input pixels.
+
+    defect (T,): class index of the defect under the token, or 2 ("no defect here", = OK index).
+    pinmap (T,): 1..P for the pin whose base-to-tip segment passes within `pin_radius` pitches of
+    the token centre (nearest wins), 0 elsewhere.
+    The defective pin's segment is extended to where its straight tip would be: the evidence
+    of a pushed-back or bent pin is partly the *absence* of a tip there.
+    """
+    gh, gw = spec.grid
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    centres = np.stack([(xs.ravel() + 0.5) * spec.patch, (ys.ravel() + 0.5) * spec.patch], -1).astype(np.float32)
+    base, tip = truth[:, :2], truth[:, 2:]
+    n_pins = len(truth)
+    pitch = float(np.median(np.linalg.norm(np.diff(base[: min(n_pins, 9)], axis=0), axis=1))) if n_pins > 1 else 20.0
+    d = _seg_dist(centres, base, tip)  # (T, P)
+    nearest = d.argmin(1)
+    pinmap = np.where(d[np.arange(len(centres)), nearest] < pin_radius * pitch, nearest + 1, 0)
+    defect = np.full(len(centres), len(CLASSES) - 1, np.int64)
+    if pin > 0 and CLASSES[label] != "OK":
+        k = pin - 1
+        ok = np.ones(n_pins, bool)
+        ok[k] = False
+        straight = base[k] + np.median(tip[ok] - base[ok], axis=0)
+        dd = np.minimum(_seg_dist(centres, base[k : k + 1], tip[k : k + 1])[:, 0],
+                        _seg_dist(centres, base[k : k + 1], straight[None])[:, 0])
+        hit = dd < defect_radius * pitch
+        hit[dd.argmin()] = True
+        defect[hit] = label
+    return defect, pinmap.astype(np.int64)

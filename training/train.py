@@ -1,0 +1,483 @@
+"""python -m training.train: train a PinViT on synthetic renders of a part.
+
+Top to bottom: config, data, model, loop, checkpoint (nanoGPT's shape). With no arguments it
+trains the shipped default recipe: renders the data set if it is not on disk yet, trains,
+evaluates on a fresh validation set every epoch, and writes a run folder:
+
+  runs/<name>/config.json       the resolved config
+  runs/<name>/log.jsonl         one line per epoch: loss, accuracy, per-class recall, pin accuracy
+  runs/<name>/curves.png        training curves
+  runs/<name>/confusion.png     confusion matrix of the last validation
+  runs/<name>/model.safetensors the checkpoint (weights + model spec)
+
+Examples:
+  python -m training.train                                  # the default recipe
+  python -m training.train --preset seed-like               # the original failure, reproduced
+  python -m training.train --config my.json --set epochs=4 --set lr=5e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import save_checkpoint
+from models.decision import DEFAULT_THRESHOLDS, decide
+from models.part import CLASSES, PartSpec, PartSpecError, load_part
+from models.pinvit import PinViT, build, image_log_scores
+from models.preprocess import InputSpec, normalize
+from training.data import DataError, Samples, dense_targets, folder_hash, load_folder
+from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles
+
+REPO = Path(__file__).resolve().parent.parent
+CODE_VERSION = "0.1.0"
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class DataConfig:
+    n: int = 10000  # training renders
+    seed: int = 1
+    styles: str = "photo=0.7,flat=0.3"
+    widen: float = 1.3
+    defect_columns: list[int] | None = None  # None = defects anywhere
+    val_n: int = 600
+    val_seed: int = 9001
+    val_defect_columns: list[int] | None = None
+    folder: str | None = None  # a labelled folder to train on instead of rendering one
+    val_folder: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    name: str = "default"
+    part: str = "default"
+    model: str = "pinvit_tiny_cs16"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)  # InputSpec overrides
+    data: DataConfig = field(default_factory=DataConfig)
+    supervision: str = "dense"  # "dense" (per-token targets from the generator) or "image" (labels only)
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_steps: int = 150
+    grad_clip: float = 1.0
+    defect_weight: float = 4.0  # dense loss weight of tokens on a defective pin
+    pin_map_weight: float = 0.5
+    image_weight: float = 0.5  # multiple-instance image loss on the dense map
+    aug_shift_px: int = 12  # random translation of the model input, in input pixels
+    aug_color: float = 0.15  # random brightness/contrast per image
+    collapse_share: float = 0.9  # a validation predicting one class this often...
+    collapse_after: int = 3  # ...from this epoch on, stops the run
+    threads: int = 0  # torch threads, 0 = all cores
+    seed: int = 0
+    out: str = "runs"
+    workers: int = 2  # rendering / loading processes
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original experiment as a newcomer would write it: ~2000 renders of one style, a plain
+    # 16x16-patch ViT, image labels only, one learning rate. It stays at chance.
+    "seed-like": {
+        "name": "seed-like",
+        "model": "pinvit_plain_p16",
+        "model_overrides": {"head": "cls"},
+        "supervision": "image",
+        "data": {"n": 2000, "styles": "photo=1", "widen": 1.0},
+        "epochs": 8,
+        "lr": 3e-4,
+        "aug_shift_px": 0,
+        "aug_color": 0.0,
+    },
+    # The held-out-position experiment: defects never on columns 4 and 7 in training; validation
+    # defects only there.
+    "heldout-columns": {
+        "name": "heldout-columns",
+        "data": {"defect_columns": [1, 2, 3, 5, 6, 8, 9], "val_defect_columns": [4, 7]},
+    },
+}
+
+
+def _merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
+    """Apply a dict of overrides to a dataclass instance; unknown keys are errors."""
+    names = {f.name: f for f in dataclasses.fields(base)}
+    kw = {}
+    for k, v in over.items():
+        if k not in names:
+            raise ValueError(f"{where}{k}: unknown setting (known: {', '.join(sorted(names))})")
+        cur = getattr(base, k)
+        kw[k] = _merge(cur, v, f"{where}{k}.") if dataclasses.is_dataclass(cur) and isinstance(v, dict) else v
+    return dataclasses.replace(base, **kw)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]) -> TrainConfig:
+    cfg = TrainConfig()
+    if preset:
+        if preset not in PRESETS:
+            raise ValueError(f"--preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        cfg = _merge(cfg, PRESETS[preset])
+    if config_file:
+        try:
+            cfg = _merge(cfg, json.loads(Path(config_file).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{config_file}: cannot read config ({e})") from None
+    for s in sets:
+        key, eq, val = s.partition("=")
+        if not eq:
+            raise ValueError(f"--set {s!r}: expected key=value, e.g. --set epochs=4 or --set data.n=2000")
+        over: dict[str, Any] = {}
+        node = over
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(val)
+        cfg = _merge(cfg, over)
+    if cfg.supervision not in ("dense", "image"):
+        raise ValueError(f"supervision: expected 'dense' or 'image', got {cfg.supervision!r}")
+    return cfg
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    return hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def _synth_folder(part: PartSpec, n: int, seed: int, styles: str, widen: float, cols: list[int] | None,
+                  workers: int) -> Path:
+    """Render a data set once; later runs with the same settings reuse it."""
+    key = json.dumps([part.fingerprint(), n, seed, styles, widen, cols], sort_keys=True)
+    folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    if not (folder / "dataset.json").exists():
+        cfg = SynthConfig(n=n, seed=seed, styles=parse_styles(styles), widen=widen,
+                          defect_columns=tuple(cols) if cols else None, workers=workers)
+        generate(part, cfg, folder, overwrite=True)
+    return folder
+
+
+def prepare_data(cfg: TrainConfig, part: PartSpec, ispec: InputSpec) -> tuple[Samples, Samples, dict[str, str]]:
+    d = cfg.data
+    train_dir = Path(d.folder) if d.folder else _synth_folder(
+        part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers)
+    val_dir = Path(d.val_folder) if d.val_folder else _synth_folder(
+        part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.widen, d.val_defect_columns, cfg.workers)
+    train = load_folder(train_dir, ispec, workers=cfg.workers)
+    val = load_folder(val_dir, ispec, workers=cfg.workers)
+    return train, val, {"train": str(train_dir), "train_hash": folder_hash(train_dir),
+                        "val": str(val_dir), "val_hash": folder_hash(val_dir)}
+
+
+def make_batch(s: Samples, idx: np.ndarray, ispec: InputSpec, cfg: TrainConfig,
+               rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+    """Images (augmented when `rng` is given) and their targets."""
+    import cv2
+
+    imgs, dense, pinmap = [], [], []
+    for i in idx:
+        img = s.images[i]
+        truth = None if s.truth is None else s.truth[i]
+        if rng is not None:
+            if cfg.aug_shift_px:
+                dx, dy = rng.integers(-cfg.aug_shift_px, cfg.aug_shift_px + 1, 2)
+                m = np.float32([[1, 0, dx], [0, 1, dy]])
+                img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
+                if truth is not None:
+                    truth = truth + np.float32([dx, dy, dx, dy])
+            if cfg.aug_color:
+                a = 1 + rng.uniform(-cfg.aug_color, cfg.aug_color)
+                b = rng.uniform(-cfg.aug_color, cfg.aug_color) * 128
+                img = cv2.convertScaleAbs(img, alpha=a, beta=b)
+        imgs.append(img)
+        if truth is not None:
+            d_t, p_t = dense_targets(truth, int(s.labels[i]), int(s.pins[i]), ispec)
+        else:  # no geometry: dense targets unknown, only the image loss applies
+            d_t = np.full(ispec.grid[0] * ispec.grid[1], -100, np.int64)
+            p_t = d_t.copy()
+        dense.append(d_t)
+        pinmap.append(p_t)
+    return {
+        "x": torch.from_numpy(normalize(imgs, ispec)),
+        "label": torch.from_numpy(s.labels[idx]),
+        "dense": torch.from_numpy(np.stack(dense)),
+        "pinmap": torch.from_numpy(np.stack(pinmap)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss and evaluation
+
+
+def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+    image, dense, pin_logits = model.forward_features(batch["x"])
+    if cfg.supervision == "image":
+        return F.cross_entropy(image, batch["label"])
+    n_cls = dense.shape[-1]
+    weight = torch.ones(n_cls)
+    weight[:-1] = cfg.defect_weight
+    loss = F.cross_entropy(dense.reshape(-1, n_cls), batch["dense"].reshape(-1), weight=weight, ignore_index=-100)
+    loss = loss + cfg.pin_map_weight * F.cross_entropy(
+        pin_logits.reshape(-1, pin_logits.shape[-1]), batch["pinmap"].reshape(-1), ignore_index=-100
+    )
+    loss = loss + cfg.image_weight * F.nll_loss(image_log_scores(dense, model.grid), batch["label"])
+    return loss
+
+
+@torch.no_grad()
+def predict(model: PinViT, s: Samples, ispec: InputSpec, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N, 3) and pin probabilities (N, P+1) for every sample."""
+    model.eval()
+    scores, pins = [], []
+    for i in range(0, len(s), batch_size):
+        x = torch.from_numpy(normalize(list(s.images[i : i + batch_size]), ispec))
+        sc, pn, _ = model(x)
+        scores.append(sc.numpy())
+        pins.append(pn.numpy())
+    return np.concatenate(scores), np.concatenate(pins)
+
+
+def metrics(labels: np.ndarray, pred: np.ndarray, true_pins: np.ndarray | None = None,
+            pred_pins: np.ndarray | None = None) -> dict[str, Any]:
+    k = len(CLASSES)
+    cm = np.zeros((k, k), int)
+    np.add.at(cm, (labels, pred), 1)
+    ok = CLASSES.index("OK")
+    ng_true, ng_pred = labels != ok, pred != ok
+    out: dict[str, Any] = {
+        "n": int(len(labels)),
+        "accuracy": float((labels == pred).mean()),
+        "ng_ok_accuracy": float((ng_true == ng_pred).mean()),
+        "escape_rate": float((ng_true & ~ng_pred).sum() / max(1, ng_true.sum())),  # defective called OK
+        "overkill_rate": float((~ng_true & ng_pred).sum() / max(1, (~ng_true).sum())),  # good called NG
+        "recall": {c: float(cm[i, i] / max(1, cm[i].sum())) for i, c in enumerate(CLASSES)},
+        "predicted_share": {c: float(cm[:, i].sum() / max(1, cm.sum())) for i, c in enumerate(CLASSES)},
+        "confusion": cm.tolist(),
+    }
+    if true_pins is not None and pred_pins is not None and ng_true.any():
+        out["pin_accuracy"] = float((true_pins[ng_true] == pred_pins[ng_true]).mean())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def save_plots(run: Path, history: list[dict[str, Any]], cm: list[list[int]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_title("loss")
+    ax[0].legend()
+    ax[1].plot(ep, [h["val"]["accuracy"] for h in history], "o-", label="3-class accuracy")
+    ax[1].plot(ep, [h["val"]["ng_ok_accuracy"] for h in history], "s-", label="NG vs OK")
+    for c in CLASSES:
+        ax[1].plot(ep, [h["val"]["recall"][c] for h in history], "--", label=f"recall {c}")
+    if all("pin_accuracy" in h["val"] for h in history):
+        ax[1].plot(ep, [h["val"]["pin_accuracy"] for h in history], ":", label="pin named right")
+    ax[1].set_ylim(0, 1.02)
+    ax[1].set_xlabel("epoch")
+    ax[1].set_title("validation")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run / "curves.png", dpi=90)
+    plt.close(fig)
+    save_confusion(run / "confusion.png", cm, "validation")
+
+
+def save_confusion(path: Path, cm: list[list[int]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = np.array(cm)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(a, cmap="Blues")
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            ax.text(j, i, str(a[i, j]), ha="center", va="center", color="black" if a[i, j] < a.max() / 2 else "white")
+    ax.set_xticks(range(len(CLASSES)), CLASSES)
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+class Collapsed(RuntimeError):
+    pass
+
+
+def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | None:
+    """A message when the model predicts (nearly) one class for everything, else None."""
+    cls, share = max(val["predicted_share"].items(), key=lambda kv: kv[1])
+    if epoch >= cfg.collapse_after and share >= cfg.collapse_share:
+        return (f"collapsed: after {epoch} epochs the model calls {share:.0%} of validation images {cls} "
+                f"(per-class recall {', '.join(f'{c} {r:.2f}' for c, r in val['recall'].items())}); stopping")
+    return None
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    part = load_part(cfg.part)
+    model = build(cfg.model, {**cfg.model_overrides, "n_pins": part.n_pins})
+    h, w = model.cfg.img_size
+    ispec = InputSpec(**{"frame_width": part.camera.frame_width, "frame_height": part.camera.frame_height,
+                         "width": w, "height": h, "patch": model.cfg.patch_size, **cfg.input})
+    if (ispec.height, ispec.width) != (h, w):
+        raise ValueError(f"input size {ispec.width}x{ispec.height} differs from the model's {w}x{h}")
+    run = Path(cfg.out) / cfg.name
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    train_s, val_s, data_info = prepare_data(cfg, part, ispec)
+    t_data = time.time() - t_start
+    print(f"data: {len(train_s)} training, {len(val_s)} validation images ({t_data:.0f}s)")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train_s) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+    rng = np.random.default_rng(cfg.seed)
+    history: list[dict[str, Any]] = []
+    log = open(run / "log.jsonl", "w")
+    step = 0
+    stopped = None
+    val: dict[str, Any] = {}
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(train_s))
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
+        for b in bar:
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            batch = make_batch(train_s, idx, ispec, cfg, rng)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = compute_loss(model, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step):.1e}")
+        scores, pins = predict(model, val_s, ispec)
+        pred, pred_pin = decide(scores, pins)
+        val = metrics(val_s.labels, pred, val_s.pins, pred_pin)
+        rec = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "val": val,
+               "elapsed_s": round(time.time() - t_start, 1)}
+        history.append(rec)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        pin_txt = f" pin {val['pin_accuracy']:.3f}" if "pin_accuracy" in val else ""
+        print(f"epoch {epoch}: loss {rec['train_loss']:.4f} | val acc {val['accuracy']:.3f} "
+              f"NG/OK {val['ng_ok_accuracy']:.3f}{pin_txt} | recall "
+              + " ".join(f"{c} {r:.2f}" for c, r in val["recall"].items()))
+        save_plots(run, history, val["confusion"])
+        stopped = check_collapse(val, epoch, cfg)
+        if stopped:
+            print(stopped)
+            break
+    log.close()
+    elapsed = time.time() - t_start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    spec = {
+        "model_name": cfg.model,
+        "classes": list(CLASSES),
+        "input": ispec.to_dict(),
+        "part": part.to_dict(),
+        "part_fingerprint": part.fingerprint(),
+        "thresholds": dict(DEFAULT_THRESHOLDS),
+        "train_config": dataclasses.asdict(cfg),
+        "config_hash": config_hash(cfg),
+        "data": data_info,
+        "code_version": CODE_VERSION,
+        "val_metrics": val,
+        "epochs_run": len(history),
+        "collapsed": stopped,
+        "train_seconds": round(elapsed, 1),
+    }
+    save_checkpoint(run / "model.safetensors", model, spec)
+    summary = {"run": str(run), "elapsed_s": round(elapsed, 1), "data_s": round(t_data, 1),
+               "peak_rss_mb": round(peak_mb), "val": val, "collapsed": stopped}
+    (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"done in {elapsed / 60:.1f} min (data {t_data:.0f}s), peak memory {peak_mb:.0f} MB; run folder {run}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train the pin-defect model on synthetic renders (renders them first if needed).",
+        epilog="Presets: " + ", ".join(PRESETS) + ". Settings: see TrainConfig in training/train.py.",
+    )
+    ap.add_argument("--preset", default=None, help="a named recipe: " + ", ".join(PRESETS))
+    ap.add_argument("--config", type=Path, default=None, help="JSON file of settings to override")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting, e.g. --set epochs=4 --set data.n=2000 (repeatable)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        cfg = resolve_config(args.preset, args.config, args.set)
+        train(cfg, progress=not args.quiet)
+    except (ValueError, PartSpecError, DataError, SynthError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    sys.exit(main())
