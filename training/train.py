@@ -171,32 +171,54 @@ def config_hash(cfg: TrainConfig) -> str:
 # Data
 
 
-def _synth_folder(part: PartSpec, n: int, seed: int, styles: str, widen: float, cols: list[int] | None,
-                  workers: int) -> Path:
+def _synth_folder(
+    part: PartSpec, n: int, seed: int, styles: str, widen: float, cols: list[int] | None, workers: int
+) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     key = json.dumps([part.fingerprint(), n, seed, styles, widen, cols], sort_keys=True)
     folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     if not (folder / "dataset.json").exists():
-        cfg = SynthConfig(n=n, seed=seed, styles=parse_styles(styles), widen=widen,
-                          defect_columns=tuple(cols) if cols else None, workers=workers)
+        cfg = SynthConfig(
+            n=n,
+            seed=seed,
+            styles=parse_styles(styles),
+            widen=widen,
+            defect_columns=tuple(cols) if cols else None,
+            workers=workers,
+        )
         generate(part, cfg, folder, overwrite=True)
     return folder
 
 
 def prepare_data(cfg: TrainConfig, part: PartSpec, ispec: InputSpec) -> tuple[Samples, Samples, dict[str, str]]:
     d = cfg.data
-    train_dir = Path(d.folder) if d.folder else _synth_folder(
-        part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers)
-    val_dir = Path(d.val_folder) if d.val_folder else _synth_folder(
-        part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.widen, d.val_defect_columns, cfg.workers)
+    train_dir = (
+        Path(d.folder)
+        if d.folder
+        else _synth_folder(part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers)
+    )
+    val_dir = (
+        Path(d.val_folder)
+        if d.val_folder
+        else _synth_folder(part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.widen, d.val_defect_columns, cfg.workers)
+    )
     train = load_folder(train_dir, ispec, workers=cfg.workers)
     val = load_folder(val_dir, ispec, workers=cfg.workers)
-    return train, val, {"train": str(train_dir), "train_hash": folder_hash(train_dir),
-                        "val": str(val_dir), "val_hash": folder_hash(val_dir)}
+    return (
+        train,
+        val,
+        {
+            "train": str(train_dir),
+            "train_hash": folder_hash(train_dir),
+            "val": str(val_dir),
+            "val_hash": folder_hash(val_dir),
+        },
+    )
 
 
-def make_batch(s: Samples, idx: np.ndarray, ispec: InputSpec, cfg: TrainConfig,
-               rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+def make_batch(
+    s: Samples, idx: np.ndarray, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator | None
+) -> dict[str, torch.Tensor]:
     """Images (augmented when `rng` is given) and their targets."""
     import cv2
 
@@ -263,8 +285,9 @@ def predict(model: PinViT, s: Samples, ispec: InputSpec, batch_size: int = 64) -
     return np.concatenate(scores), np.concatenate(pins)
 
 
-def metrics(labels: np.ndarray, pred: np.ndarray, true_pins: np.ndarray | None = None,
-            pred_pins: np.ndarray | None = None) -> dict[str, Any]:
+def metrics(
+    labels: np.ndarray, pred: np.ndarray, true_pins: np.ndarray | None = None, pred_pins: np.ndarray | None = None
+) -> dict[str, Any]:
     k = len(CLASSES)
     cm = np.zeros((k, k), int)
     np.add.at(cm, (labels, pred), 1)
@@ -351,8 +374,10 @@ def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | N
     """A message when the model predicts (nearly) one class for everything, else None."""
     cls, share = max(val["predicted_share"].items(), key=lambda kv: kv[1])
     if epoch >= cfg.collapse_after and share >= cfg.collapse_share:
-        return (f"collapsed: after {epoch} epochs the model calls {share:.0%} of validation images {cls} "
-                f"(per-class recall {', '.join(f'{c} {r:.2f}' for c, r in val['recall'].items())}); stopping")
+        return (
+            f"collapsed: after {epoch} epochs the model calls {share:.0%} of validation images {cls} "
+            f"(per-class recall {', '.join(f'{c} {r:.2f}' for c, r in val['recall'].items())}); stopping"
+        )
     return None
 
 
@@ -364,8 +389,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     part = load_part(cfg.part)
     model = build(cfg.model, {**cfg.model_overrides, "n_pins": part.n_pins})
     h, w = model.cfg.img_size
-    ispec = InputSpec(**{"frame_width": part.camera.frame_width, "frame_height": part.camera.frame_height,
-                         "width": w, "height": h, "patch": model.cfg.patch_size, **cfg.input})
+    ispec = InputSpec(
+        **{
+            "frame_width": part.camera.frame_width,
+            "frame_height": part.camera.frame_height,
+            "width": w,
+            "height": h,
+            "patch": model.cfg.patch_size,
+            **cfg.input,
+        }
+    )
     if (ispec.height, ispec.width) != (h, w):
         raise ValueError(f"input size {ispec.width}x{ispec.height} differs from the model's {w}x{h}")
     run = Path(cfg.out) / cfg.name
@@ -413,15 +446,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         scores, pins = predict(model, val_s, ispec)
         pred, pred_pin = decide(scores, pins)
         val = metrics(val_s.labels, pred, val_s.pins, pred_pin)
-        rec = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "val": val,
-               "elapsed_s": round(time.time() - t_start, 1)}
+        rec = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean(losses)),
+            "val": val,
+            "elapsed_s": round(time.time() - t_start, 1),
+        }
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
         log.flush()
         pin_txt = f" pin {val['pin_accuracy']:.3f}" if "pin_accuracy" in val else ""
-        print(f"epoch {epoch}: loss {rec['train_loss']:.4f} | val acc {val['accuracy']:.3f} "
-              f"NG/OK {val['ng_ok_accuracy']:.3f}{pin_txt} | recall "
-              + " ".join(f"{c} {r:.2f}" for c, r in val["recall"].items()))
+        print(
+            f"epoch {epoch}: loss {rec['train_loss']:.4f} | val acc {val['accuracy']:.3f} "
+            f"NG/OK {val['ng_ok_accuracy']:.3f}{pin_txt} | recall "
+            + " ".join(f"{c} {r:.2f}" for c, r in val["recall"].items())
+        )
         save_plots(run, history, val["confusion"])
         stopped = check_collapse(val, epoch, cfg)
         if stopped:
@@ -447,8 +487,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "train_seconds": round(elapsed, 1),
     }
     save_checkpoint(run / "model.safetensors", model, spec)
-    summary = {"run": str(run), "elapsed_s": round(elapsed, 1), "data_s": round(t_data, 1),
-               "peak_rss_mb": round(peak_mb), "val": val, "collapsed": stopped}
+    summary = {
+        "run": str(run),
+        "elapsed_s": round(elapsed, 1),
+        "data_s": round(t_data, 1),
+        "peak_rss_mb": round(peak_mb),
+        "val": val,
+        "collapsed": stopped,
+    }
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"done in {elapsed / 60:.1f} min (data {t_data:.0f}s), peak memory {peak_mb:.0f} MB; run folder {run}")
     return summary
@@ -462,8 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--preset", default=None, help="a named recipe: " + ", ".join(PRESETS))
     ap.add_argument("--config", type=Path, default=None, help="JSON file of settings to override")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one setting, e.g. --set epochs=4 --set data.n=2000 (repeatable)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set epochs=4 --set data.n=2000 (repeatable)",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:

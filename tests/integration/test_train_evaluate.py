@@ -1,0 +1,77 @@
+import csv
+import subprocess
+import sys
+
+from models.part import load_part
+from training.synth.dataset import SynthConfig, generate
+
+
+def test_train_then_evaluate_cli(tmp_path):
+    spec = load_part("default")
+    generate(spec, SynthConfig(n=12, seed=1), tmp_path / "t", progress=False)
+    generate(spec, SynthConfig(n=6, seed=2), tmp_path / "v", progress=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--quiet",
+            "--set",
+            f"data.folder={tmp_path / 't'}",
+            "--set",
+            f"data.val_folder={tmp_path / 'v'}",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            f"out={tmp_path / 'runs'}",
+            "--set",
+            "name=t",
+            "--set",
+            'model_overrides={"depth": 1}',
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "runs" / "t"
+    for name in ["config.json", "log.jsonl", "curves.png", "confusion.png", "model.safetensors"]:
+        assert (run / name).exists(), name
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--checkpoint",
+            str(run / "model.safetensors"),
+            "--images",
+            str(tmp_path / "v"),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--heatmaps",
+            str(tmp_path / "hm"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "escape rate" in r.stdout and "overkill rate" in r.stdout
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert list(rows[0]) == ["file", "label", "pin", "score_BENDNG", "score_NUKENG", "score_OK"]
+    assert len(rows) == 6 and len(list((tmp_path / "hm").glob("*.jpg"))) == 6
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--checkpoint",
+            str(tmp_path / "nope.safetensors"),
+            "--images",
+            str(tmp_path / "v"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from models.part import CLASSES, load_part
+from models.pinvit import build
+from models.preprocess import InputSpec
+from training.data import dense_targets, load_folder
+from training.synth.dataset import SynthConfig, generate
+from training.train import TrainConfig, check_collapse, compute_loss, make_batch, metrics, resolve_config
+
+SPEC = load_part("default")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    generate(SPEC, SynthConfig(n=24, seed=3), folder, progress=False)
+    return load_folder(folder, InputSpec(), workers=1, progress=False)
+
+
+def test_dense_targets_mark_the_defective_pin(tiny_data):
+    s, ispec = tiny_data, InputSpec()
+    for i in range(len(s)):
+        defect, pinmap = dense_targets(s.truth[i], int(s.labels[i]), int(s.pins[i]), ispec)
+        assert defect.shape == pinmap.shape == (ispec.grid[0] * ispec.grid[1],)
+        assert set(np.unique(pinmap)) <= set(range(28)) and len(set(np.unique(pinmap)) - {0}) >= 24
+        if CLASSES[s.labels[i]] == "OK":
+            assert (defect == 2).all()
+        else:
+            hit = np.nonzero(defect != 2)[0]
+            assert 1 <= len(hit) <= 12 and (defect[hit] == s.labels[i]).all()
+            # the defect tokens sit on the labelled pin in the pin map
+            assert s.pins[i] in set(pinmap[hit])
+
+
+def test_a_few_steps_lower_the_loss(tiny_data):
+    torch.manual_seed(0)
+    cfg = TrainConfig(aug_shift_px=0, aug_color=0)
+    model = build("pinvit_tiny_cs16", {"depth": 2})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = make_batch(tiny_data, np.arange(16), InputSpec(), cfg, None)
+    model.train()
+    losses = []
+    for _ in range(12):
+        loss = compute_loss(model, batch, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_collapse_check_fires_on_a_collapsed_model():
+    cfg = TrainConfig(collapse_after=2)
+    labels = np.array([0, 1, 2] * 20)
+    collapsed = metrics(labels, np.zeros_like(labels))  # calls everything BENDNG, like the original
+    assert check_collapse(collapsed, epoch=2, cfg=cfg) and "BENDNG" in check_collapse(collapsed, 2, cfg)
+    assert check_collapse(collapsed, epoch=1, cfg=cfg) is None  # too early to judge
+    healthy = metrics(labels, labels)
+    assert check_collapse(healthy, epoch=5, cfg=cfg) is None
+
+
+def test_metrics_escape_and_overkill():
+    y = np.array([0, 1, 2, 2])  # BENDNG, NUKENG, OK, OK
+    p = np.array([2, 0, 2, 1])  # escape, wrong class but NG, right, overkill
+    m = metrics(y, p)
+    assert m["escape_rate"] == 0.5 and m["overkill_rate"] == 0.5 and m["accuracy"] == 0.25
+    assert m["ng_ok_accuracy"] == 0.5
+
+
+def test_config_resolution():
+    cfg = resolve_config("seed-like", None, ["epochs=2", "data.n=100"])
+    assert cfg.epochs == 2 and cfg.data.n == 100 and cfg.supervision == "image"
+    with pytest.raises(ValueError, match="unknown setting"):
+        resolve_config(None, None, ["epoch=2"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve_config("nope", None, [])

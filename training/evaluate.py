@@ -1,0 +1,242 @@
+"""python -m training.evaluate: score a checkpoint on a folder of 640x480 frames.
+
+  python -m training.evaluate --checkpoint models/default/model.safetensors --images DIR --out preds.csv
+      [--labels DIR/labels.csv] [--heatmaps OUTDIR] [--json metrics.json]
+
+Writes one row per image (`file,label,pin,score_BENDNG,score_NUKENG,score_OK`; pin is the
+predicted defective pin, 0 for OK). With labels it prints the confusion matrix, accuracy, escape
+rate (a defective part called OK) and overkill rate (a good part called NG), the pin accuracy,
+and, when the folder has the generator's meta.jsonl, the BENDNG/NUKENG confusion by bend
+direction (PART.md: a pin bent towards the camera looks pushed back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointError, load_checkpoint
+from models.decision import decide
+from models.part import CLASSES
+from models.preprocess import InputSpec, crop_resize, normalize
+from training.data import DataError, read_labels
+from training.train import metrics
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(folder: Path) -> tuple[Path, list[str]]:
+    """The image folder (DIR/images if it exists, else DIR) and its image names, sorted."""
+    folder = Path(folder)
+    root = folder / "images" if (folder / "images").is_dir() else folder
+    if not root.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise DataError(f"{root}: no images (.png, .jpg, ...) found")
+    return root, names
+
+
+def overlay(
+    frame: np.ndarray,
+    heat: np.ndarray,
+    ispec: InputSpec,
+    text: str,
+    colour: tuple[int, int, int],
+    pin_xy: tuple[float, float] | None,
+) -> np.ndarray:
+    """The frame with the defect heatmap over the model's crop, the verdict, and the pin circled."""
+    x0, y0, x1, y1 = ispec.crop
+    hm = cv2.resize(heat.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
+    col = cv2.applyColorMap(np.clip(hm * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    out = frame.copy()
+    roi = out[y0:y1, x0:x1]
+    alpha = np.clip(hm, 0, 1)[..., None] * 0.55
+    out[y0:y1, x0:x1] = (roi * (1 - alpha) + col * alpha).astype(np.uint8)
+    if pin_xy is not None:
+        cv2.circle(out, (int(pin_xy[0]), int(pin_xy[1])), 40, colour, 3, cv2.LINE_AA)
+    cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
+    cv2.putText(out, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
+    return out
+
+
+def hottest_cell(heat: np.ndarray, ispec: InputSpec) -> tuple[float, float]:
+    """Frame coordinates of the centre of the most defective-looking token."""
+    i, j = np.unravel_index(int(heat.argmax()), heat.shape)
+    return tuple(ispec.input_to_frame(np.array([(j + 0.5) * ispec.patch, (i + 0.5) * ispec.patch])))  # type: ignore
+
+
+def bend_direction(deg: float) -> str:
+    """PART.md's axis: 90 = away from the camera, 270 = towards it."""
+    d = deg % 360
+    if 45 <= d < 135:
+        return "away"
+    if 225 <= d < 315:
+        return "towards camera"
+    return "sideways"
+
+
+def evaluate(
+    checkpoint: Path,
+    images: Path,
+    out: Path,
+    labels: Path | None = None,
+    heatmaps: Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, Any]:
+    model, spec = load_checkpoint(checkpoint)
+    ispec = InputSpec.from_dict(spec["input"])
+    thresholds = spec.get("thresholds", {})
+    root, names = list_images(images)
+    label_rows = None
+    labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
+    if labels_path:
+        label_rows = {
+            r[0]: r
+            for r in read_labels(
+                Path(labels_path).parent if Path(labels_path).name == "labels.csv" else Path(labels_path)
+            )
+        }
+    if heatmaps:
+        Path(heatmaps).mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    bar = tqdm(total=len(names), desc="evaluating", unit="img", disable=not progress)
+    for i in range(0, len(names), batch_size):
+        chunk, frames, small = [], [], []
+        for name in names[i : i + batch_size]:
+            img = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
+            if img is None or img.shape[:2] != (ispec.frame_height, ispec.frame_width):
+                why = (
+                    "not a readable image"
+                    if img is None
+                    else f"{img.shape[1]}x{img.shape[0]}, expected {ispec.frame_width}x{ispec.frame_height}"
+                )
+                print(f"warning: skipping {root / name}: {why}", file=sys.stderr)
+                skipped.append(name)
+                continue
+            chunk.append(name)
+            frames.append(img)
+            small.append(crop_resize(img, ispec))
+        bar.update(len(names[i : i + batch_size]))
+        if not chunk:
+            continue
+        with torch.no_grad():
+            sc, pn, hm = (t.numpy() for t in model(torch.from_numpy(normalize(small, ispec))))
+        lab, pin = decide(sc, pn, thresholds)
+        for k, name in enumerate(chunk):
+            rows.append(
+                {
+                    "file": name,
+                    "label": CLASSES[lab[k]],
+                    "pin": int(pin[k]),
+                    **{f"score_{c}": float(sc[k, j]) for j, c in enumerate(CLASSES)},
+                }
+            )
+            if heatmaps:
+                colour = (60, 200, 60) if CLASSES[lab[k]] == "OK" else (40, 40, 240)
+                text = f"{CLASSES[lab[k]]}" + (f"  pin {pin[k]}" if pin[k] else "") + f"  ({name})"
+                xy = hottest_cell(hm[k], ispec) if pin[k] else None
+                cv2.imwrite(
+                    str(Path(heatmaps) / (Path(name).stem + ".jpg")), overlay(frames[k], hm[k], ispec, text, colour, xy)
+                )
+    bar.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file", "label", "pin"] + [f"score_{c}" for c in CLASSES])
+        w.writeheader()
+        w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    result: dict[str, Any] = {"n": len(rows), "skipped": skipped, "predictions": str(out)}
+    if label_rows is not None:
+        known = [r for r in rows if r["file"] in label_rows]
+        y = np.array([CLASSES.index(label_rows[r["file"]][1]) for r in known])
+        yp = np.array([CLASSES.index(r["label"]) for r in known])
+        tp = np.array([label_rows[r["file"]][2] for r in known])
+        pp = np.array([r["pin"] for r in known])
+        m = metrics(y, yp, tp, pp)
+        meta_path = Path(images) / "meta.jsonl"
+        if meta_path.exists():
+            m["bend_direction"] = _by_bend_direction(meta_path, known)
+        result["metrics"] = m
+    return result
+
+
+def _by_bend_direction(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """How BENDNG images are called, split by which way the pin leans."""
+    with open(meta_path) as f:
+        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
+    table: dict[str, dict[str, int]] = {}
+    for r in rows:
+        m = meta.get(r["file"])
+        if not m or m["label"] != "BENDNG":
+            continue
+        d = bend_direction(m["params"]["bend_dir_deg"])
+        table.setdefault(d, {c: 0 for c in CLASSES})[r["label"]] += 1
+    return table
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print(
+        f"{result['n']} images scored -> {result['predictions']}"
+        + (f" ({len(result['skipped'])} skipped)" if result["skipped"] else "")
+    )
+    m = result.get("metrics")
+    if not m:
+        return
+    w = max(len(c) for c in CLASSES) + 2
+    print("\nconfusion (rows: true, columns: predicted)")
+    print(" " * w + "".join(f"{c:>{w}}" for c in CLASSES))
+    for c, row in zip(CLASSES, m["confusion"], strict=True):
+        print(f"{c:<{w}}" + "".join(f"{v:>{w}}" for v in row))
+    print(f"\naccuracy (3 classes)  {m['accuracy']:.4f}")
+    print(f"NG vs OK accuracy     {m['ng_ok_accuracy']:.4f}")
+    print(f"escape rate           {m['escape_rate']:.4f}   (defective parts called OK)")
+    print(f"overkill rate         {m['overkill_rate']:.4f}   (good parts called NG)")
+    if "pin_accuracy" in m:
+        print(f"defective pin named   {m['pin_accuracy']:.4f}   (of defective images)")
+    if m.get("bend_direction"):
+        print("\nBENDNG images by bend direction -> predicted")
+        for d, counts in sorted(m["bend_direction"].items()):
+            n = sum(counts.values())
+            print(f"  {d:<16} n={n:<5}" + "  ".join(f"{c} {v / max(1, n):.1%}" for c, v in counts.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    ap.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))
+    ap.add_argument("--images", type=Path, required=True, help="folder of 640x480 frames (or a folder with images/)")
+    ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")
+    ap.add_argument("--out", type=Path, default=Path("preds.csv"), help="predictions CSV to write")
+    ap.add_argument("--heatmaps", type=Path, default=None, help="write an overlay image per frame here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        result = evaluate(args.checkpoint, args.images, args.out, args.labels, args.heatmaps, progress=not args.quiet)
+    except (CheckpointError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
