@@ -1,0 +1,191 @@
+"""`python -m edge_app`: the operator station (a window), or `--headless` for a JSON stream.
+
+Settings come from the defaults in code (edge_app.settings.StationConfig), then the settings file,
+then these options; --save-config writes the result back to the settings file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge_app.settings import (
+    BACKENDS,
+    PRECISIONS,
+    SettingsError,
+    StationConfig,
+    apply,
+    default_config_path,
+    load_config,
+    save_config,
+)
+
+EPILOG = """\
+sources (--source):
+  auto           camera 0 when one is plugged in, else the simulator (the default)
+  sim            simulated camera: live renders of the part with --sim-defect-rate defects; each
+                 frame carries its truth, so the summary reports accuracy
+  camera:N       OpenCV camera index N, e.g. camera:0
+  camera:URL     network camera, e.g. camera:rtsp://10.0.0.5/stream
+  video:PATH     a video file (ends, or --loop)
+  folder:PATH    images in a folder, in name order (ends, or --loop); a labelled folder
+                 (images/ + labels.csv) gives the truth of each image
+
+the simulator renders --sim-pool distinct frames up front (default 64, about 1 s) and cycles them,
+so rendering (~12 ms a frame) never limits the pipeline; --sim-pool 0 renders every frame live
+(endless variety, at most ~80 frames/s). In the window it runs at --sim-fps (default 15) like a
+camera, keeping only the newest frame; with --headless it is unpaced (every frame inspected, as fast
+as inference goes) unless --sim-fps is given.
+
+examples:
+  python -m edge_app                                   # the station window
+  python -m edge_app --source sim --sim-defect-rate 0.3
+  python -m edge_app --headless --source sim --frames 600 --no-archive      # pipeline benchmark
+  python -m edge_app --headless --source video:line.avi --model models/default
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m edge_app",
+        description="pininspect operator station: inspects connector pins for BENDNG / NUKENG defects.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help=f"settings file (default {default_config_path()})")
+    p.add_argument("--source", help="where frames come from (see below)")
+    p.add_argument("--model", help="model bundle folder (default: the shipped models/default)")
+    p.add_argument("--backend", choices=BACKENDS, help="inference engine")
+    p.add_argument("--precision", choices=PRECISIONS, help="model precision")
+    p.add_argument("--part", help="the part inspected (name or JSON); the model must be trained for it")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="CLASS=SCORE",
+        help="NG threshold of a defect class, e.g. --threshold BENDNG=0.4 (repeatable)",
+    )
+    a = p.add_mutually_exclusive_group()
+    a.add_argument("--archive", help="folder for NG frames (default ~/.local/share/pininspect/archive)")
+    a.add_argument("--no-archive", action="store_true", help="do not save NG frames")
+    p.add_argument("--loop", action="store_true", default=None, help="replay a video or folder when it ends")
+    p.add_argument("--fps", type=float, help="frame-rate cap for a video or folder (0: none)")
+    p.add_argument("--sim-defect-rate", type=float, help="fraction of simulated parts with a defect (default 0.2)")
+    p.add_argument("--sim-fps", type=float, help="simulated camera frame rate (0: unpaced)")
+    p.add_argument("--sim-pool", type=int, help="simulated frames rendered up front and cycled (0: all live)")
+    p.add_argument("--sim-seed", type=int, help="seed of the simulated line")
+    p.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict, then a summary")
+    p.add_argument("--frames", type=int, help="headless: stop after this many verdicts")
+    p.add_argument("--quiet", action="store_true", help="headless: print only the summary")
+    p.add_argument("--save-config", action="store_true", help="write the resolved settings to the settings file")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return p
+
+
+def overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """The settings given on the command line, as StationConfig fields."""
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    simple = {
+        "source": "source",
+        "model": "model",
+        "backend": "backend",
+        "precision": "precision",
+        "part": "part",
+        "archive": "archive_dir",
+        "loop": "loop",
+        "fps": "fps",
+        "sim_defect_rate": "sim_defect_rate",
+        "sim_fps": "sim_fps",
+        "sim_pool": "sim_pool",
+        "sim_seed": "sim_seed",
+    }
+    for arg, name in simple.items():
+        value = getattr(args, arg)
+        if value is not None:
+            raw[name] = value
+    if args.archive is not None:
+        raw["archive_enabled"] = True
+    if args.no_archive:
+        raw["archive_enabled"] = False
+    thresholds: dict[str, Any] = {}
+    for item in args.threshold:
+        cls, sep, value = item.partition("=")
+        try:
+            thresholds[cls.strip()] = float(value)
+        except ValueError:
+            problems.append(f"--threshold {item!r}: expected CLASS=SCORE, e.g. BENDNG=0.4")
+    if thresholds:
+        raw["thresholds"] = thresholds
+    return raw, problems
+
+
+def resolve(args: argparse.Namespace) -> tuple[StationConfig, list[str], list[str]]:
+    """(config, warnings from the settings file, errors in the command line)."""
+    path = args.config or default_config_path()
+    cfg, warnings = load_config(path)
+    if args.config is not None and not args.config.exists():
+        warnings.append(f"{args.config}: no such file yet; using the defaults (settings are saved there)")
+    raw, errors = overrides(args)
+    if "thresholds" in raw:
+        raw["thresholds"] = {**cfg.thresholds, **raw["thresholds"]}
+    if args.headless and args.sim_fps is None:
+        raw["sim_fps"] = 0.0  # headless: every simulated frame inspected, as fast as inference goes
+    cfg, cli_problems = apply(cfg, raw)
+    errors += cli_problems
+    return cfg, warnings, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else (logging.WARNING if args.headless else logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    cfg, warnings, errors = resolve(args)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.frames is not None and args.frames < 1:
+        print("error: --frames must be at least 1", file=sys.stderr)
+        return 2
+    config_path = args.config or default_config_path()
+    if args.save_config:
+        try:
+            save_config(cfg, config_path)
+        except SettingsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.headless:
+        from edge_app.headless import run
+
+        status, _ = run(cfg, frames=args.frames, quiet=args.quiet)
+        return status
+    if not _display_available():
+        print(
+            "error: no display for the station window (DISPLAY / WAYLAND_DISPLAY unset); "
+            "use --headless, or QT_QPA_PLATFORM=offscreen",
+            file=sys.stderr,
+        )
+        return 2
+    from edge_app.ui.app import run_window
+
+    return run_window(cfg, config_path, warnings)
+
+
+def _display_available() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

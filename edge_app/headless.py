@@ -1,0 +1,154 @@
+"""Headless station: the same pipeline as the window, one JSON line per verdict on stdout and a
+summary at the end (frames, fps, latency p50/p95/p99, counts, accuracy vs truth when known).
+
+    {"frame": 12, "label": "BENDNG", "pin": 5, "scores": {...}, "latency_ms": 4.1, "truth": {"label": ..., "pin": ...}}
+    ...
+    {"summary": {"frames": 600, "fps": 212.4, "latency_ms": {"p50": ..., "p95": ..., "p99": ...}, ...}}
+
+A readable copy of the summary goes to stderr. Exit status: 0 when the run ended normally (frame
+count reached, or the video/folder ended), 1 when the model or the source failed (the reason on
+stderr), 130 on Ctrl-C (after printing the summary of what was done).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from edge_app.archive import Archive
+from edge_app.pipeline import (
+    ModelHolder,
+    ModelState,
+    Pipeline,
+    PipelineOptions,
+    Result,
+    RuntimeLike,
+    SourceState,
+    model_title,
+    runtime_factory,
+)
+from edge_app.settings import StationConfig
+from edge_app.sources import SourceError, make_source
+
+
+def result_record(r: Result) -> dict[str, Any]:
+    v, f = r.verdict, r.frame
+    rec: dict[str, Any] = {
+        "frame": f.index,
+        "label": v.label,
+        "pin": int(v.pin),
+        "scores": {k: round(float(s), 4) for k, s in v.scores.items()},
+        "latency_ms": round(r.latency_ms, 2),
+    }
+    if f.name:
+        rec["file"] = f.name
+    if f.truth is not None:
+        rec["truth"] = {"label": f.truth.label, "pin": f.truth.pin}
+    return rec
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lat = s.get("latency_ms", {})
+    lines = [
+        f"model    {s.get('model', '?')}",
+        f"source   {s.get('source', '?')}",
+        f"frames   {s['frames']} in {s['seconds']} s = {s['fps']} fps"
+        + (f" ({s['dropped']} dropped by latest-frame-wins)" if s.get("dropped") else ""),
+        f"latency  capture->verdict p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms",
+        "counts   " + ", ".join(f"{k} {v}" for k, v in s["counts"].items()) + f"  (yield {s.get('yield')})",
+    ]
+    if s.get("rejected"):
+        lines.append(f"rejected {s['rejected']} frames the model could not take")
+    if "accuracy" in s:
+        a = s["accuracy"]
+        lines.append(
+            f"accuracy vs truth ({s['truth_known']} frames): label {a['label']}, NG-vs-OK {a['ng_vs_ok']}, "
+            f"pin (defects) {a['pin']}"
+        )
+    if s.get("archive"):
+        lines.append(f"archive  {s['archive']}")
+    return "\n".join(lines)
+
+
+def run(
+    cfg: StationConfig,
+    frames: int | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    quiet: bool = False,
+    load_runtime: Callable[[], RuntimeLike] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run the pipeline without a window; returns (exit status, summary)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        source = make_source(cfg.source, cfg)
+    except (SourceError, ValueError) as e:
+        print(f"error: source: {e}", file=err)
+        return 1, {}
+    holder = ModelHolder(load_runtime or runtime_factory(cfg), describe=str(cfg.model_dir()))
+    archive = Archive(cfg.archive_path()) if cfg.archive_enabled else None
+    lock = threading.Lock()
+
+    def on_result(r: Result) -> None:
+        if not quiet:
+            line = json.dumps(result_record(r))
+            with lock:
+                out.write(line + "\n")
+
+    def on_message(level: int, msg: str) -> None:
+        if level >= 30:  # warnings and errors: the JSON stream on stdout stays clean
+            print(f"{'warning' if level < 40 else 'error'}: {msg}", file=err)
+
+    pipe = Pipeline(
+        source,
+        holder,
+        on_result,
+        on_message=on_message,
+        archive=archive,
+        options=PipelineOptions(max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True),
+    )
+    pipe.set_thresholds(cfg.thresholds)
+    interrupted = threading.Event()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            interrupted.set()
+            pipe.stop(timeout=0)
+
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        pipe.start()
+        while not pipe.wait(timeout=0.2):
+            pass
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+        pipe.stop()
+        if archive is not None:
+            archive.close()
+    st = pipe.status
+    summary = pipe.summary()
+    summary["model"] = model_title(holder.runtime) or str(cfg.model_dir())
+    summary["source"] = source.describe()
+    summary["end"] = f"{st.source.value}" + (f": {st.source_msg}" if st.source_msg else "")
+    if archive is not None:
+        summary["archive"] = f"{archive.saved} NG frames saved to {archive.root}" + (
+            f"; {archive.message}" if archive.message else ""
+        )
+    with lock:
+        out.write(json.dumps({"summary": summary}) + "\n")
+        out.flush()
+    print(format_summary(summary), file=err)
+    if st.model is ModelState.FAILED:
+        print(f"error: model: {st.model_msg}", file=err)
+        return 1, summary
+    if st.source is SourceState.FAILED:
+        print(f"error: source: {st.source_msg}", file=err)
+        return 1, summary
+    return (130 if interrupted.is_set() else 0), summary

@@ -1,0 +1,111 @@
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from station_fakes import FakeRuntime
+
+import edge_app.headless as headless
+from edge_app.__main__ import main
+from edge_app.settings import StationConfig
+from edge_app.sources import SimSource
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch):
+    """Make every source the headless run builds known to a FakeRuntime (90% right)."""
+    made = {}
+    real = headless.make_source
+
+    def make_source(text, cfg=None):
+        made["source"] = real(text, cfg)
+        return made["source"]
+
+    monkeypatch.setattr(headless, "make_source", make_source)
+    rt = {}
+
+    def factory(cfg):
+        def load():
+            rt["rt"] = FakeRuntime(made["source"], accuracy=0.9)
+            return rt["rt"]
+
+        return load
+
+    monkeypatch.setattr(headless, "runtime_factory", factory)
+    return rt
+
+
+def parse(text):
+    lines = [json.loads(line) for line in text.splitlines()]
+    return lines[:-1], lines[-1]["summary"]
+
+
+def test_headless_sim_verdicts_match_truth_at_the_fakes_accuracy(fake_runtime, tmp_path):
+    cfg = StationConfig(source="sim", sim_fps=0, sim_pool=20, sim_defect_rate=0.5, archive_dir=str(tmp_path / "a"))
+    out, err = io.StringIO(), io.StringIO()
+    status, summary = headless.run(cfg, frames=100, out=out, err=err)
+    assert status == 0
+    records, printed = parse(out.getvalue())
+    assert printed == json.loads(json.dumps(summary))
+    assert len(records) == 100 and [r["frame"] for r in records] == list(range(100))
+    rt = fake_runtime["rt"]
+    pool = [t for _, t in rt.source.pool]
+    for r in records:
+        assert set(r) == {"frame", "label", "pin", "scores", "latency_ms", "truth"}
+        truth = pool[r["frame"] % 20]
+        assert r["truth"] == {"label": truth.label, "pin": truth.pin}
+        right = rt.is_right(r["frame"] % 20)
+        assert (r["label"] == truth.label and r["pin"] == truth.pin) == right
+    expected = sum(rt.is_right(i % 20) for i in range(100)) / 100
+    assert summary["accuracy"]["label"] == pytest.approx(expected)
+    assert 0.8 <= expected <= 1.0
+    assert summary["frames"] == 100 and summary["fps"] > 0 and summary["dropped"] == 0
+    assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
+    assert sum(summary["counts"].values()) == 100
+    ng = sum(1 for r in records if r["label"] != "OK")
+    assert ng > 0 and summary["archive"].startswith(f"{ng} NG frames saved")
+    assert len(list((tmp_path / "a" / "images").iterdir())) == ng
+    assert "accuracy vs truth (100 frames)" in err.getvalue()
+
+
+def test_headless_on_a_video_until_it_ends(fake_runtime, tmp_path):
+    src = SimSource(defect_rate=0.5, fps=0, pool=6, seed=0)
+    src.open()
+    vw = cv2.VideoWriter(str(tmp_path / "line.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for img, _ in src.pool:
+        vw.write(np.ascontiguousarray(img))
+    vw.release()
+    cfg = StationConfig(source=f"video:{tmp_path / 'line.avi'}", archive_enabled=False)
+    out, err = io.StringIO(), io.StringIO()
+    status, summary = headless.run(cfg, frames=None, out=out, err=err)
+    assert status == 0
+    records, _ = parse(out.getvalue())
+    assert len(records) == 6 and "truth" not in records[0]
+    assert summary["frames"] == 6 and summary["end"].startswith("ended")
+    assert "accuracy" not in summary
+
+
+def test_headless_model_failure_is_exit_1_with_the_reason(monkeypatch, tmp_path):
+    class BundleError(Exception):
+        pass
+
+    def factory(cfg):
+        def load():
+            raise BundleError(f"{cfg.model_dir()}/bundle.json: missing")
+
+        return load
+
+    monkeypatch.setattr(headless, "runtime_factory", factory)
+    cfg = StationConfig(source="sim", sim_pool=2, archive_enabled=False, model=str(tmp_path))
+    err = io.StringIO()
+    status, summary = headless.run(cfg, frames=5, out=io.StringIO(), err=err)
+    assert status == 1 and summary["frames"] == 0
+    assert f"error: model: {tmp_path}/bundle.json: missing" in err.getvalue()
+
+
+def test_cli_headless(fake_runtime, capsys, tmp_path):
+    argv = ["--headless", "--source", "sim", "--frames", "12", "--sim-pool", "20", "--no-archive", "--quiet"]
+    assert main([*argv, "--config", str(tmp_path / "s.json"), "--sim-defect-rate", "0.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and json.loads(out[0])["summary"]["frames"] == 12
