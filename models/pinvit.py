@@ -16,6 +16,7 @@ Read top to bottom: blocks, model, configs, registered variants (timm's layout).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ class ConvStem(nn.Module):
         norm_layer: Any = None,
         flatten: bool = True,
         bias: bool = True,
+        stem_depth: int = 1,
         **_: Any,
     ):
         super().__init__()
@@ -56,6 +58,8 @@ class ConvStem(nn.Module):
         layers: list[nn.Module] = []
         for cin, cout in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            for _ in range(stem_depth - 1):  # extra stride-1 convs: more local feature work per stage
+                layers += [nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(chans[-1], embed_dim, 3, 2, 1, bias=bias))
         self.proj = nn.Sequential(*layers)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
@@ -86,6 +90,7 @@ class PinViTConfig:
     num_heads: int = 3
     mlp_ratio: float = 3.0
     conv_stem: bool = True
+    stem_depth: int = 1  # convs per stem stage (1 = one stride-2 conv per stage)
     n_pins: int = 27
     num_classes: int = 3  # BENDNG, NUKENG, OK: the dense map's last class is "no defect here"
     drop_path_rate: float = 0.05
@@ -105,7 +110,9 @@ class PinViT(nn.Module):
     def __init__(self, cfg: PinViTConfig):
         super().__init__()
         self.cfg = cfg
-        kw: dict[str, Any] = {"embed_layer": ConvStem} if cfg.conv_stem else {}
+        kw: dict[str, Any] = {}
+        if cfg.conv_stem:
+            kw = {"embed_layer": functools.partial(ConvStem, stem_depth=cfg.stem_depth)}
         self.vit = VisionTransformer(
             img_size=cfg.img_size,
             patch_size=cfg.patch_size,

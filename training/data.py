@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.part import CLASSES, PartSpec
+from models.part import CLASSES
 from models.preprocess import InputSpec, crop_resize
 
 
@@ -36,6 +36,7 @@ class Samples:
     truth: np.ndarray | None  # (N, P, 4) pin base/tip in *input* pixels, or None without meta
     files: list[str]
     meta: list[dict] | None  # the generator's records, when present
+    defects: list[list[tuple[int, int]]] | None = None  # every (pin, class index) per image, from meta
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,6 +49,7 @@ class Samples:
             None if self.truth is None else self.truth[idx],
             [self.files[i] for i in idx],
             None if self.meta is None else [self.meta[i] for i in idx],
+            None if self.defects is None else [self.defects[i] for i in idx],
         )
 
 
@@ -130,6 +132,12 @@ def load_folder(folder: Path, spec: InputSpec, workers: int = 2, progress: bool 
         truth=truth,
         files=[r[0] for r in rows],
         meta=meta,
+        defects=None
+        if meta is None
+        else [
+            [(int(p), CLASSES.index(lbl)) for p, lbl in m.get("defects", [[m["pin"], m["label"]]] if m["pin"] else [])]
+            for m in meta
+        ],
     )
 
 
@@ -156,7 +164,11 @@ def _seg_dist(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def dense_targets(
-    truth: np.ndarray, label: int, pin: int, spec: InputSpec, defect_radius: float = 0.55, pin_radius: float = 0.45
+    truth: np.ndarray,
+    defects: list[tuple[int, int]],
+    spec: InputSpec,
+    defect_radius: float = 0.55,
+    pin_radius: float = 0.45,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-token targets from one image's pin positions (P, 4) in input pixels.
 
@@ -181,8 +193,10 @@ def dense_targets(
         ok = np.ones(n_pins, bool)
         ok[k] = False
         straight = base[k] + np.median(tip[ok] - base[ok], axis=0)
-        dd = np.minimum(_seg_dist(centres, base[k : k + 1], tip[k : k + 1])[:, 0],
-                        _seg_dist(centres, base[k : k + 1], straight[None])[:, 0])
+        dd = np.minimum(
+            _seg_dist(centres, base[k : k + 1], tip[k : k + 1])[:, 0],
+            _seg_dist(centres, base[k : k + 1], straight[None])[:, 0],
+        )
         hit = dd < defect_radius * pitch
         hit[dd.argmin()] = True
         defect[hit] = label

@@ -57,6 +57,7 @@ class DataConfig:
     seed: int = 1
     styles: str = "photo=0.7,flat=0.3"
     widen: float = 1.3
+    max_defects: int = 1  # training renders: defective images get 1..K bad pins (more examples per image)
     defect_columns: list[int] | None = None  # None = defects anywhere
     val_n: int = 600
     val_seed: int = 9001
@@ -172,10 +173,17 @@ def config_hash(cfg: TrainConfig) -> str:
 
 
 def _synth_folder(
-    part: PartSpec, n: int, seed: int, styles: str, widen: float, cols: list[int] | None, workers: int
+    part: PartSpec,
+    n: int,
+    seed: int,
+    styles: str,
+    widen: float,
+    cols: list[int] | None,
+    workers: int,
+    max_defects: int = 1,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
-    key = json.dumps([part.fingerprint(), n, seed, styles, widen, cols], sort_keys=True)
+    key = json.dumps([part.fingerprint(), n, seed, styles, widen, cols, max_defects], sort_keys=True)
     folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     if not (folder / "dataset.json").exists():
         cfg = SynthConfig(
@@ -185,6 +193,7 @@ def _synth_folder(
             widen=widen,
             defect_columns=tuple(cols) if cols else None,
             workers=workers,
+            max_defects=max_defects,
         )
         generate(part, cfg, folder, overwrite=True)
     return folder
@@ -195,7 +204,7 @@ def prepare_data(cfg: TrainConfig, part: PartSpec, ispec: InputSpec) -> tuple[Sa
     train_dir = (
         Path(d.folder)
         if d.folder
-        else _synth_folder(part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers)
+        else _synth_folder(part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects)
     )
     val_dir = (
         Path(d.val_folder)
@@ -239,15 +248,20 @@ def make_batch(
                 img = cv2.convertScaleAbs(img, alpha=a, beta=b)
         imgs.append(img)
         if truth is not None:
-            d_t, p_t = dense_targets(truth, int(s.labels[i]), int(s.pins[i]), ispec)
+            d_t, p_t = dense_targets(truth, s.defects[i] if s.defects is not None else [], ispec)
         else:  # no geometry: dense targets unknown, only the image loss applies
             d_t = np.full(ispec.grid[0] * ispec.grid[1], -100, np.int64)
             p_t = d_t.copy()
         dense.append(d_t)
         pinmap.append(p_t)
+    # the image-level loss only applies where PART.md's classes do: images with at most one defect
+    image_label = s.labels[idx].copy()
+    if s.defects is not None:
+        image_label[[len(s.defects[i]) > 1 for i in idx]] = -100
     return {
         "x": torch.from_numpy(normalize(imgs, ispec)),
         "label": torch.from_numpy(s.labels[idx]),
+        "image_label": torch.from_numpy(image_label),
         "dense": torch.from_numpy(np.stack(dense)),
         "pinmap": torch.from_numpy(np.stack(pinmap)),
     }
@@ -260,7 +274,7 @@ def make_batch(
 def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
     image, dense, pin_logits = model.forward_features(batch["x"])
     if cfg.supervision == "image":
-        return F.cross_entropy(image, batch["label"])
+        return F.cross_entropy(image, batch["image_label"], ignore_index=-100)
     n_cls = dense.shape[-1]
     weight = torch.ones(n_cls)
     weight[:-1] = cfg.defect_weight
@@ -268,7 +282,9 @@ def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig
     loss = loss + cfg.pin_map_weight * F.cross_entropy(
         pin_logits.reshape(-1, pin_logits.shape[-1]), batch["pinmap"].reshape(-1), ignore_index=-100
     )
-    loss = loss + cfg.image_weight * F.nll_loss(image_log_scores(dense, model.grid), batch["label"])
+    loss = loss + cfg.image_weight * F.nll_loss(
+        image_log_scores(dense, model.grid), batch["image_label"], ignore_index=-100
+    )
     return loss
 
 

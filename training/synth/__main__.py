@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         default="fast",
         help="fast: uncompressed PNG (0.9 MB/frame, quickest); small: ~half the size, ~40%% slower",
     )
+    ap.add_argument(
+        "--max-defects",
+        type=int,
+        default=1,
+        help="training aid: defective images get 1..K bad pins (labels.csv names the first; "
+        "meta.jsonl lists all). Default 1, as PART.md defines the classes",
+    )
     ap.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the first images")
     ap.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -53,6 +53,7 @@ class SynthConfig:
     widen: float = 1.3  # camera ranges stretched beyond PART.md's (1.0 = exactly PART.md)
     workers: int = 1
     png: str = "fast"  # "fast" or "small", see PNG_PARAMS
+    max_defects: int = 1  # >1: defective images get up to this many bad pins (a training aid)
 
 
 def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
@@ -76,7 +77,7 @@ def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
     return tuple((n, r / total) for n, r in out)
 
 
-def plan(spec: PartSpec, cfg: SynthConfig) -> list[tuple[str, int, str]]:
+def plan(spec: PartSpec, cfg: SynthConfig) -> list[tuple[str, int, str, list[tuple[int, str]]]]:
     """(label, pin, style) for every image: classes balanced, styles mixed by ratio."""
     for c in cfg.classes:
         if c not in spec.classes:
@@ -97,14 +98,29 @@ def plan(spec: PartSpec, cfg: SynthConfig) -> list[tuple[str, int, str]]:
     styles = [s for s, k in zip(names, counts, strict=True) for _ in range(k)]
     rng.shuffle(styles)
     out = []
+    defect_classes = [c for c in spec.classes if c != "OK"]
     for label, style in zip(labels, styles, strict=True):
         pin = 0 if label == "OK" else int(rng.choice(pins))
-        out.append((label, pin, style))
+        extra: list[tuple[int, str]] = []
+        if label != "OK" and cfg.max_defects > 1:
+            k = int(rng.integers(0, cfg.max_defects))
+            others = [q for q in pins if q != pin]
+            for q in rng.choice(others, size=min(k, len(others)), replace=False):
+                extra.append((int(q), str(rng.choice(defect_classes))))
+        out.append((label, pin, style, extra))
     return out
 
 
-def image_params(spec: PartSpec, cfg: SynthConfig, index: int, label: str, pin: int, style: str) -> dict[str, Any]:
-    return sample_params(spec, np.random.default_rng([cfg.seed, index]), label, pin, style, cfg.widen)
+def image_params(
+    spec: PartSpec,
+    cfg: SynthConfig,
+    index: int,
+    label: str,
+    pin: int,
+    style: str,
+    extra: list[tuple[int, str]] | None = None,
+) -> dict[str, Any]:
+    return sample_params(spec, np.random.default_rng([cfg.seed, index]), label, pin, style, cfg.widen, extra or None)
 
 
 def _job(args: tuple[PartSpec, dict[str, Any], str, str]) -> dict[str, Any]:
@@ -115,9 +131,9 @@ def _job(args: tuple[PartSpec, dict[str, Any], str, str]) -> dict[str, Any]:
     return {"params": params, **ground_truth(spec, params)}
 
 
-def _jobs(spec: PartSpec, cfg: SynthConfig, images: Path, items: Sequence[tuple[str, int, str]]) -> Iterator[Any]:
-    for i, (label, pin, style) in enumerate(items):
-        yield spec, image_params(spec, cfg, i, label, pin, style), str(images / f"{i:06d}.png"), cfg.png
+def _jobs(spec: PartSpec, cfg: SynthConfig, images: Path, items: Sequence[tuple[Any, ...]]) -> Iterator[Any]:
+    for i, (label, pin, style, extra) in enumerate(items):
+        yield spec, image_params(spec, cfg, i, label, pin, style, extra), str(images / f"{i:06d}.png"), cfg.png
 
 
 def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = False, progress: bool = True) -> Path:
@@ -160,7 +176,8 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
             "defect_columns": list(cfg.defect_columns) if cfg.defect_columns else None,
             "styles": dict(cfg.styles),
             "widen": cfg.widen,
-            "counts": {c: sum(1 for lbl, _, _ in items if lbl == c) for c in cfg.classes},
+            "counts": {c: sum(1 for it in items if it[0] == c) for c in cfg.classes},
+            "max_defects": cfg.max_defects,
         }
         (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as e:
@@ -170,9 +187,9 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
     return out / "labels.csv"
 
 
-def _write_rows(results: Iterator[Any], items: Sequence[tuple[str, int, str]], writer: Any, fm: Any, bar: Any) -> None:
+def _write_rows(results: Iterator[Any], items: Sequence[tuple[Any, ...]], writer: Any, fm: Any, bar: Any) -> None:
     for i, record in enumerate(results):
-        label, pin, style = items[i]
+        label, pin, style, _ = items[i]
         name = f"{i:06d}.png"
         writer.writerow([name, label, pin])
         fm.write(json.dumps({"file": name, "label": label, "pin": pin, "style": style, **record}) + "\n")

@@ -75,9 +75,12 @@ def sample_params(
     pin: int,
     style: str,
     widen: float = 1.3,
+    extra_defects: list[tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
-    of the part spec (not the defect ranges, which define the labels)."""
+    of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
+    label) adds more defective pins: a training aid (more defect examples per image), outside
+    PART.md's one-defect classes; the image keeps `label` and `pin` as its primary defect."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -121,17 +124,26 @@ def sample_params(
         "pin_jitter": [[_u(rng, 0, 360), _u(rng, 0, 1)] for _ in range(spec.n_pins)],
         "outline": _u(rng, 0.6, 2.2),
     }
-    if label == "BENDNG":
-        p["bend_deg"] = _u(rng, *d.bend_deg)
-        p["bend_dir_deg"] = _u(rng, 0, 360)  # 0 = right, 90 = away from the camera, 270 = towards it
-    elif label == "NUKENG":
-        p["nuke_height"] = _u(rng, *d.nuke_height)
+    p.update(_defect_params(spec, rng, label))
+    if extra_defects:
+        p["extra_defects"] = [
+            {"pin": int(k), "label": lbl, **_defect_params(spec, rng, lbl)} for k, lbl in extra_defects
+        ]
     return p
+
+
+def _defect_params(spec: PartSpec, rng: np.random.Generator, label: str) -> dict[str, float]:
+    d = spec.defects
+    if label == "BENDNG":  # direction: 0 = right, 90 = away from the camera, 270 = towards it
+        return {"bend_deg": _u(rng, *d.bend_deg), "bend_dir_deg": _u(rng, 0, 360)}
+    if label == "NUKENG":
+        return {"nuke_height": _u(rng, *d.nuke_height)}
+    return {}
 
 
 def without_defect(params: dict[str, Any]) -> dict[str, Any]:
     """The OK twin of a defective image: same scene, same noise, every pin straight."""
-    twin = {k: v for k, v in params.items() if k not in ("bend_deg", "bend_dir_deg", "nuke_height")}
+    twin = {k: v for k, v in params.items() if k not in ("bend_deg", "bend_dir_deg", "nuke_height", "extra_defects")}
     twin["label"], twin["pin"] = "OK", 0
     return twin
 
@@ -190,13 +202,21 @@ def pin_geometry(spec: PartSpec, p: dict[str, Any]) -> tuple[np.ndarray, np.ndar
     axis = np.array(axes)
     axis /= np.linalg.norm(axis, axis=1, keepdims=True)
     length = np.full(spec.n_pins, spec.pin_height)
-    i = p["pin"] - 1
-    if p["label"] == "BENDNG":
-        a, phi = math.radians(p["bend_deg"]), math.radians(p["bend_dir_deg"])
-        axis[i] = [math.sin(a) * math.cos(phi), math.sin(a) * math.sin(phi), math.cos(a)]
-    elif p["label"] == "NUKENG":
-        length[i] = spec.pin_height * p["nuke_height"]
+    for d in defects(p):
+        i = d["pin"] - 1
+        if d["label"] == "BENDNG":
+            a, phi = math.radians(d["bend_deg"]), math.radians(d["bend_dir_deg"])
+            axis[i] = [math.sin(a) * math.cos(phi), math.sin(a) * math.sin(phi), math.cos(a)]
+        elif d["label"] == "NUKENG":
+            length[i] = spec.pin_height * d["nuke_height"]
     return base, base + axis * length[:, None]
+
+
+def defects(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every defective pin of an image: the labelled one first, then any extra ones."""
+    if p["label"] == "OK":
+        return []
+    return [p] + list(p.get("extra_defects", []))
 
 
 def ground_truth(spec: PartSpec, p: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +227,7 @@ def ground_truth(spec: PartSpec, p: dict[str, Any]) -> dict[str, Any]:
     return {
         "pins": [[round(float(v), 2) for v in (*b[k], *t[k])] for k in range(spec.n_pins)],
         "pitch_px": round(float(p["pitch_px"]), 3),
+        "defects": [[d["pin"], d["label"]] for d in defects(p)],
     }
 
 

@@ -22,7 +22,7 @@ def tiny_data(tmp_path_factory):
 def test_dense_targets_mark_the_defective_pin(tiny_data):
     s, ispec = tiny_data, InputSpec()
     for i in range(len(s)):
-        defect, pinmap = dense_targets(s.truth[i], int(s.labels[i]), int(s.pins[i]), ispec)
+        defect, pinmap = dense_targets(s.truth[i], s.defects[i], ispec)
         assert defect.shape == pinmap.shape == (ispec.grid[0] * ispec.grid[1],)
         assert set(np.unique(pinmap)) <= set(range(28)) and len(set(np.unique(pinmap)) - {0}) >= 24
         if CLASSES[s.labels[i]] == "OK":
