@@ -1,0 +1,230 @@
+"""python -m edge_app.predict: run a model bundle over a folder of frames, torch-free.
+
+  python -m edge_app.predict --model models/default --images DIR --out preds.csv
+      [--backend openvino|onnxruntime] [--precision int8|fp32] [--labels CSV] [--part default]
+
+The station's runtime (edge_app.runtime) on a folder: the same bundle, preprocessing and verdict
+rule as on the line. Writes one row per image (`file,label,pin,score_BENDNG,score_NUKENG,score_OK`;
+pin is the suspected pin, 0 for OK), the same columns as `python -m training.evaluate` writes for
+a checkpoint. DIR is a folder of 640x480 frames, or a labelled folder (DIR/images + DIR/labels.csv).
+With labels it prints the confusion matrix, accuracy, escape rate (a defective part called OK)
+and overkill rate (a good part called NG). An unreadable image is skipped with a warning; a
+bundle that cannot be used ends with a one-line error naming the file, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_app.bundle import Backend, BundleError, Precision
+from edge_app.runtime import Runtime
+from models.part import CLASSES, PartSpecError
+from models.preprocess import FrameError, InputSpec, check_frame
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+CSV_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
+
+
+class InputError(ValueError):
+    """A folder or labels file that cannot be used; the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders and labels
+
+
+def list_images(folder: Path) -> tuple[Path, list[str]]:
+    """The image folder (DIR/images if it exists, else DIR) and its image names, sorted."""
+    folder = Path(folder)
+    root = folder / "images" if (folder / "images").is_dir() else folder
+    if not root.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise InputError(f"{root}: no images (.png, .jpg, ...) found")
+    return root, names
+
+
+def read_labels(path: Path) -> dict[str, tuple[int, int]]:
+    """labels.csv (`file,label,pin`) -> {file: (class index, pin)}."""
+    path = Path(path)
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    out: dict[str, tuple[int, int]] = {}
+    with f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
+            raise InputError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
+        for n, r in enumerate(reader, start=2):
+            if r["label"] not in CLASSES:
+                raise InputError(f"{path}:{n}: unknown label {r['label']!r} (known: {', '.join(CLASSES)})")
+            try:
+                pin = int(r.get("pin") or 0)
+            except ValueError:
+                raise InputError(f"{path}:{n}: pin must be a number, got {r.get('pin')!r}") from None
+            out[r["file"]] = (CLASSES.index(r["label"]), pin)
+    return out
+
+
+def read_frames(
+    root: Path, names: list[str], spec: InputSpec, batch: int
+) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """Batches of (names, frames); an unreadable or wrong-size image is skipped with a warning."""
+    chunk: list[str] = []
+    frames: list[np.ndarray] = []
+    for name in names:
+        path = root / name
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            if img is None:
+                raise FrameError("not a readable image (corrupt or not an image)")
+            check_frame(img, spec)
+        except FrameError as e:
+            print(f"warning: skipping {path}: {e}", file=sys.stderr)
+            continue
+        chunk.append(name)
+        frames.append(img)
+        if len(chunk) == batch:
+            yield chunk, frames
+            chunk, frames = [], []
+    if chunk:
+        yield chunk, frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics (the definitions training.train.metrics uses, without torch)
+
+
+def metrics(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Accuracy, NG-vs-OK accuracy, escape rate (NG called OK), overkill rate (OK called NG)."""
+    k = len(CLASSES)
+    labels, pred = np.asarray(labels, int), np.asarray(pred, int)
+    cm = np.zeros((k, k), int)
+    np.add.at(cm, (labels, pred), 1)
+    ok = CLASSES.index("OK")
+    ng_true, ng_pred = labels != ok, pred != ok
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((labels == pred).mean()) if len(labels) else 0.0,
+        "ng_ok_accuracy": float((ng_true == ng_pred).mean()) if len(labels) else 0.0,
+        "escape_rate": float((ng_true & ~ng_pred).sum() / max(1, ng_true.sum())),
+        "overkill_rate": float((~ng_true & ng_pred).sum() / max(1, (~ng_true).sum())),
+        "confusion": cm.tolist(),
+    }
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    w = max(len(c) for c in CLASSES) + 2
+    lines = ["confusion (rows: true, columns: predicted)", " " * w + "".join(f"{c:>{w}}" for c in CLASSES)]
+    for c, row in zip(CLASSES, m["confusion"], strict=True):
+        lines.append(f"{c:<{w}}" + "".join(f"{v:>{w}}" for v in row))
+    lines += [
+        "",
+        f"accuracy (3 classes)  {m['accuracy']:.4f}   (n={m['n']})",
+        f"NG vs OK accuracy     {m['ng_ok_accuracy']:.4f}",
+        f"escape rate           {m['escape_rate']:.4f}   (defective parts called OK)",
+        f"overkill rate         {m['overkill_rate']:.4f}   (good parts called NG)",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def predict_folder(
+    runtime: Runtime,
+    images: Path,
+    out: Path,
+    labels: Path | None = None,
+    batch: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every image in `images`, write the predictions CSV; metrics when labels exist."""
+    root, names = list_images(images)
+    labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
+    truth = read_labels(labels_path) if labels_path else None
+    rows: list[dict[str, Any]] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(names), desc=f"predicting ({runtime.key})", unit="img", disable=not progress)
+    for chunk, frames in read_frames(root, names, runtime.input_spec, batch):
+        for name, v in zip(chunk, runtime.infer(frames), strict=True):
+            rows.append({"file": name, "label": v.label, "pin": v.pin, **{f"score_{c}": v.scores[c] for c in CLASSES}})
+        bar.update(len(chunk))
+    bar.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    result: dict[str, Any] = {"n": len(rows), "skipped": len(names) - len(rows), "predictions": str(out)}
+    if truth is not None:
+        known = [r for r in rows if r["file"] in truth]
+        result["unlabelled"] = len(rows) - len(known)
+        result["metrics"] = metrics(
+            np.array([truth[r["file"]][0] for r in known], int), np.array([CLASSES.index(r["label"]) for r in known])
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m edge_app.predict",
+        description="Run a model bundle (from python -m export.quantize) over a folder of frames and write a CSV.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    ap.add_argument("--model", type=Path, default=Path("models/default"), help="bundle folder (has bundle.json)")
+    ap.add_argument("--images", type=Path, required=True, help="folder of 640x480 frames (or a folder with images/)")
+    ap.add_argument("--out", type=Path, default=Path("preds.csv"), help="predictions CSV to write")
+    ap.add_argument(
+        "--backend",
+        choices=[b.value for b in Backend],
+        default=None,
+        help="default: the fastest in the bundle (OpenVINO INT8, then ONNX Runtime INT8, FP32)",
+    )
+    ap.add_argument("--precision", choices=[p.value for p in Precision], default=None)
+    ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")
+    ap.add_argument("--part", default="default", help="the part these frames show; a bundle for another is refused")
+    ap.add_argument("--batch", type=int, default=8, help="frames per inference call")
+    ap.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        rt = Runtime(
+            args.model, backend=args.backend, precision=args.precision, expected_part=args.part, threads=args.threads
+        )
+        print(f"model: {rt.describe()}", file=sys.stderr)
+        result = predict_folder(rt, args.images, args.out, args.labels, max(1, args.batch), progress=not args.quiet)
+    except (BundleError, PartSpecError, InputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(
+        f"{result['n']} images scored -> {result['predictions']}"
+        + (f" ({result['skipped']} skipped, see warnings)" if result["skipped"] else "")
+    )
+    if "metrics" in result:
+        if result["unlabelled"]:
+            print(f"{result['unlabelled']} scored images have no label and are left out of the metrics")
+        print()
+        print(format_metrics(result["metrics"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Checkpoint -> model bundle: FP32 ONNX, INT8 ONNX, OpenVINO FP32 and INT8 IR, bundle.json.
+
+Everything is built in a staging folder, checked there through the station's runtime (parity
+with torch, accuracy on a held-out set, the INT8 gate), and only then copied into the output
+folder, bundle.json last: a failed export never leaves a half-written or unchecked bundle behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edge_app.bundle import BUNDLE_FILE, MODEL_FILES, PREFERENCE, describe, file_entry, sha256_file
+from export import data as frames_io
+from export.evaluate import Evaluation, accuracy_problems, evaluate, format_table, parity_problems
+from export.int8 import ORT_DEFAULT_OPS, float_nodes, quantize_onnx, quantize_openvino, save_openvino, to_openvino
+from export.onnx_export import export_onnx
+from models.part import part_from_dict
+
+ALL_MODELS = list(PREFERENCE)
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = "models/default/model.safetensors"
+    out: str = "models/default"
+    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))  # onnxruntime/fp32 is always built
+    calib: str | None = None  # folder of frames (labels not needed); None = render calib_n frames
+    calib_n: int = 300
+    calib_seed: int = 7001  # training renders use seed 1, its validation 9001
+    eval: str | None = None  # labelled folder; None = render eval_n frames
+    eval_n: int = 600
+    eval_seed: int = 8001
+    styles: str = "photo=0.5,flat=0.5"  # rendered sets mix both styles evenly, like training's validation
+    widen: float = 1.3
+    gate: bool = True
+    max_drop: float = 0.5  # accuracy points an INT8 model may lose against its FP32 model
+    max_escape_rise: float = 0.0  # escape-rate points an INT8 model may add
+    parity_tol: float = 1e-3
+    ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
+    ort_calibration: str = "minmax"
+    reduce_range: bool = False
+    threads: int = 0  # 0 = all cores
+    workers: int = 2  # rendering processes
+    name: str | None = None  # bundle name; default: the training run's name
+
+
+class ExportError(RuntimeError):
+    """An export that cannot go on (bad input, or a failed check); one line."""
+
+
+class GateFailed(ExportError):
+    pass
+
+
+def _step(i: int, n: int, text: str) -> float:
+    print(f"[{i}/{n}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def _done(t0: float, extra: str = "") -> None:
+    print(f"      done in {time.perf_counter() - t0:.1f}s{(' - ' + extra) if extra else ''}", flush=True)
+
+
+def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the whole export; returns the bundle description written (or raises ExportError)."""
+    import torch
+
+    from models.checkpoint import CheckpointError, load_checkpoint
+
+    unknown = [m for m in cfg.models if m not in ALL_MODELS]
+    if unknown:
+        raise ExportError(f"--models: unknown {', '.join(unknown)} (known: {', '.join(ALL_MODELS)})")
+    keys = [k for k in ALL_MODELS if k in set(cfg.models) | {"onnxruntime/fp32"}]
+    if cfg.calib is None and cfg.eval is None and cfg.calib_seed == cfg.eval_seed:
+        raise ExportError("--calib-seed and --eval-seed must differ: the gate needs frames calibration never saw")
+    if cfg.gate and cfg.eval_n <= 0 and cfg.eval is None:
+        raise ExportError("the INT8 gate needs an evaluation set: give --eval-n > 0 or --eval DIR, or --no-gate")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads or None
+    steps = 4 + len(keys)
+    t_all = time.perf_counter()
+
+    t = _step(1, steps, f"loading {cfg.checkpoint}")
+    try:
+        model, spec = load_checkpoint(Path(cfg.checkpoint))
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    from models.preprocess import InputSpec
+
+    ispec = InputSpec.from_dict(spec["input"])
+    part = part_from_dict(spec["part"], source=f"{cfg.checkpoint} (part)")
+    name = cfg.name or spec.get("train_config", {}).get("name") or Path(cfg.checkpoint).parent.name
+    source = {"checkpoint": Path(cfg.checkpoint).name, "sha256": sha256_file(Path(cfg.checkpoint))}
+    desc = describe(spec, name, source)
+    _done(t, f"{spec['model_name']}, part {part.name}, trained {spec.get('epochs_run', '?')} epochs")
+
+    with tempfile.TemporaryDirectory(prefix="pininspect-export-") as tmp:
+        tmpd = Path(tmp)
+        stage = tmpd / "bundle"
+        stage.mkdir()
+
+        t = _step(2, steps, "calibration and evaluation frames")
+        calib = _frames(cfg.calib, cfg.calib_n, cfg.calib_seed, "calibration", part, ispec, cfg, tmpd, progress)
+        ev_frames = None
+        if cfg.eval is not None or cfg.eval_n > 0:
+            ev_frames = _frames(cfg.eval, cfg.eval_n, cfg.eval_seed, "evaluation", part, ispec, cfg, tmpd, progress)
+        if len(calib) < 300:
+            print(f"      note: {len(calib)} calibration frames; 300 or more are recommended for a release", flush=True)
+        _done(t, f"{len(calib)} calibration, {len(ev_frames) if ev_frames else 0} evaluation frames")
+
+        files: dict[str, list[Path]] = {}
+        i = 3
+        t = _step(i, steps, "FP32 ONNX (dynamic batch)")
+        fp32 = stage / MODEL_FILES["onnxruntime/fp32"][0]
+        export_onnx(model, fp32, (ispec.height, ispec.width), {**desc, "model": "onnxruntime/fp32"})
+        files["onnxruntime/fp32"] = [fp32]
+        _done(t, _size(fp32))
+
+        if "onnxruntime/int8" in keys:
+            i += 1
+            t = _step(
+                i,
+                steps,
+                f"INT8 ONNX: static QDQ on {'/'.join(cfg.ort_ops)}, per channel, "
+                f"{cfg.ort_calibration} calibration on {len(calib)} frames",
+            )
+            out = stage / MODEL_FILES["onnxruntime/int8"][0]
+            quantize_onnx(
+                fp32,
+                out,
+                lambda: calib.batches(8),
+                {**desc, "model": "onnxruntime/int8"},
+                tuple(cfg.ort_ops),
+                cfg.ort_calibration,
+                cfg.reduce_range,
+            )
+            files["onnxruntime/int8"] = [out]
+            _done(t, _size(out))
+
+        ov_model: Any = to_openvino(fp32) if "openvino/fp32" in keys or "openvino/int8" in keys else None
+        if "openvino/fp32" in keys:
+            i += 1
+            t = _step(i, steps, "OpenVINO IR FP32")
+            xml = stage / MODEL_FILES["openvino/fp32"][0]
+            save_openvino(ov_model.clone(), xml, {**desc, "model": "openvino/fp32"})
+            files["openvino/fp32"] = [xml, xml.with_suffix(".bin")]
+            _done(t, _size(xml.with_suffix(".bin")))
+        if "openvino/int8" in keys:
+            i += 1
+            t = _step(i, steps, f"OpenVINO IR INT8: NNCF, transformer model type, {len(calib)} frames")
+            q = quantize_openvino(ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), progress)
+            xml = stage / MODEL_FILES["openvino/int8"][0]
+            save_openvino(q, xml, {**desc, "model": "openvino/int8"})
+            files["openvino/int8"] = [xml, xml.with_suffix(".bin")]
+            _done(t, _size(xml.with_suffix(".bin")))
+
+        info = {
+            **desc,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "models": {k: {"files": {p.name: file_entry(p) for p in files[k]}} for k in keys},
+            "export": {**dataclasses.asdict(cfg), "calibration_frames": len(calib)},
+        }
+        _write_json(stage / BUNDLE_FILE, info)
+
+        i += 1
+        t = _step(i, steps, "parity (torch vs ONNX Runtime / OpenVINO FP32) and accuracy, through edge_app.runtime")
+        check_set = ev_frames if ev_frames is not None else calib.subset(0, 32)  # parity only
+        ev = evaluate(
+            stage, keys, check_set, desc["thresholds"], torch_model=model, expected_part=part, threads=threads
+        )
+        _done(t)
+        print(
+            format_table(
+                ev,
+                f"\n{check_set.name} set: {len(check_set)} frames"
+                + (f" (rendered, seed {cfg.eval_seed})" if check_set.name == "evaluation" and cfg.eval is None else ""),
+            ),
+            flush=True,
+        )
+        print(
+            "parity vs torch (max |diff| over scores, pins, heatmap): "
+            + ", ".join(f"{k} {d:.1e}" for k, d in ev.parity.items()),
+            flush=True,
+        )
+
+        i += 1
+        t = _step(i, steps, "gate")
+        broken = parity_problems(ev, cfg.parity_tol)
+        for p in broken:
+            print(f"      FAIL {p}", flush=True)
+        if broken:  # never written, --no-gate or not: the models do not compute what the checkpoint does
+            raise GateFailed(f"parity failed: the exported models disagree with torch; {cfg.out} was not changed")
+        problems = accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise) if ev_frames is not None else []
+        info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
+        info["gate"] = {
+            "enabled": cfg.gate and ev_frames is not None,
+            "passed": not problems,
+            "problems": problems,
+            "max_drop": cfg.max_drop,
+            "max_escape_rise": cfg.max_escape_rise,
+        }
+        for p in problems:
+            print(f"      FAIL {p}", flush=True)
+        if problems and cfg.gate:
+            raise GateFailed(
+                f"INT8 gate failed ({len(problems)} problem(s), see above); {cfg.out} was not changed "
+                "(rerun with --no-gate to write the bundle anyway)"
+            )
+        if ev_frames is None:
+            _done(t, "parity passed; no evaluation set, accuracy not checked")
+        else:
+            _done(t, "passed" if not problems else "FAILED, but --no-gate: writing the bundle anyway")
+        _write_json(stage / BUNDLE_FILE, info)
+
+        _install(stage, Path(cfg.out), files, keys)
+    print(f"bundle written to {cfg.out} ({', '.join(keys)}) in {time.perf_counter() - t_all:.0f}s", flush=True)
+    return info
+
+
+def _frames(
+    folder: str | None,
+    n: int,
+    seed: int,
+    name: str,
+    part: Any,
+    ispec: Any,
+    cfg: ExportConfig,
+    tmp: Path,
+    progress: bool,
+) -> frames_io.FrameSet:
+    if folder is not None:
+        try:
+            return frames_io.load(Path(folder), ispec, name)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+    if n <= 0:
+        raise ExportError(f"--{'calib' if name == 'calibration' else 'eval'}-n must be positive")
+    out = frames_io.render(part, tmp / name, n, seed, cfg.styles, cfg.widen, cfg.workers, progress)
+    return frames_io.load(out, ispec, name)
+
+
+def _evaluation_record(ev: Evaluation, cfg: ExportConfig, n: int) -> dict[str, Any]:
+    return {
+        "frames": n,
+        "source": cfg.eval or f"rendered: n={cfg.eval_n} seed={cfg.eval_seed} styles={cfg.styles} widen={cfg.widen}",
+        "rows": [{**r.to_dict(), "metrics": {k: v for k, v in (r.metrics or {}).items()}} for r in ev.rows],
+        "parity_vs_torch": ev.parity,
+    }
+
+
+def _size(p: Path) -> str:
+    return f"{p.name} {p.stat().st_size / 1e6:.1f} MB"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def _install(stage: Path, out: Path, files: dict[str, list[Path]], keys: list[str]) -> None:
+    """Copy the checked files into `out`, bundle.json last; remove model files of an older export
+    that this bundle does not list (a stale file must not look like part of the bundle)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BUNDLE_FILE).unlink(missing_ok=True)  # from here on, the folder is not a valid bundle until the end
+    for k in keys:
+        for p in files[k]:
+            tmp = out / (p.name + ".tmp")
+            shutil.copyfile(p, tmp)
+            os.replace(tmp, out / p.name)
+    for k, names in MODEL_FILES.items():
+        if k not in keys:
+            for n in names:
+                (out / n).unlink(missing_ok=True)
+    shutil.copyfile(stage / BUNDLE_FILE, out / (BUNDLE_FILE + ".tmp"))
+    os.replace(out / (BUNDLE_FILE + ".tmp"), out / BUNDLE_FILE)

@@ -1,0 +1,139 @@
+"""INT8 models and OpenVINO IR from the FP32 ONNX model.
+
+ONNX Runtime: static QDQ quantization of the weight MatMuls/Gemms only (per output channel,
+activations uint8 per tensor). Quantizing every op type, the library's default, also quantizes
+LayerNorm, Softmax, GELU and the attention's activation-by-activation MatMuls, which is what ruins
+a ViT. OpenVINO: NNCF post-training quantization with the transformer model type, which knows
+the same thing (and adds SmoothQuant and bias correction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edge_app.bundle import INPUT_NAME, META_KEY, OV_RT_KEY
+from export.onnx_export import set_description
+
+ORT_DEFAULT_OPS = ("MatMul", "Gemm")
+# PinViT's output heads (models/pinvit.py: dense_head, pin_head) stay float in both INT8 models:
+# they are ~0.1% of the compute, and their logits are the verdict.
+FLOAT_MODULES = ("dense_head", "pin_head")
+
+
+def float_nodes(onnx_path: Path) -> list[str]:
+    """Names of the MatMul/Gemm nodes of the output heads (the exporter names nodes /module/Op)."""
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    return [
+        n.name
+        for n in m.graph.node
+        if n.op_type in ("MatMul", "Gemm") and any(f"/{mod}/" in n.name for mod in FLOAT_MODULES)
+    ]
+
+
+def quantize_onnx(
+    fp32: Path,
+    out: Path,
+    batches: Callable[[], Iterator[np.ndarray]],
+    description: dict[str, Any],
+    op_types: tuple[str, ...] = ORT_DEFAULT_OPS,
+    method: str = "minmax",
+    reduce_range: bool = False,
+) -> Path:
+    """Static QDQ INT8 with ONNX Runtime. `batches()` yields float32 NCHW calibration inputs.
+
+    reduce_range: 7-bit weights, for CPUs without VNNI where u8*s8 products can saturate.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = batches()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {INPUT_NAME: x}
+
+        def rewind(self) -> None:
+            self._it = batches()
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if method not in methods:
+        raise ValueError(f"ORT calibration method: expected one of {', '.join(methods)}, got {method!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    quantize_static(
+        str(fp32),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(op_types),
+        per_channel=True,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        nodes_to_exclude=float_nodes(fp32),
+        extra_options={
+            "MatMulConstBOnly": True,  # weights only: attention's Q@K^T and A@V stay float
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # one scale per output feature
+            "CalibMaxIntermediateOutputs": 16,  # bounded memory with hundreds of calibration frames
+        },
+    )
+    m = onnx.load(str(out))
+    set_description(m, description)
+    onnx.save(m, str(out))
+    return out
+
+
+def to_openvino(onnx_path: Path) -> Any:
+    """The FP32 ONNX model as an in-memory OpenVINO model."""
+    import openvino as ov
+
+    return ov.convert_model(str(onnx_path))
+
+
+def save_openvino(model: Any, xml: Path, description: dict[str, Any]) -> Path:
+    """Save IR (xml + bin) with the description in rt_info; weights stay FP32 (no FP16 compression)."""
+    import openvino as ov
+
+    model.set_rt_info(json.dumps(description, sort_keys=True), [META_KEY, OV_RT_KEY])
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def quantize_openvino(
+    model: Any, samples: Callable[[int], np.ndarray], n: int, keep_float: list[str], progress: bool = True
+) -> Any:
+    """NNCF post-training INT8 of an OpenVINO model; `samples(i)` is calibration frame i as (1, 3, H, W).
+    `keep_float`: node names left in float (OpenVINO keeps the ONNX node names)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # nncf imports torch's; no CUDA here
+    import nncf
+
+    if not progress:
+        nncf.set_log_level(logging.ERROR)
+    dataset = nncf.Dataset(range(n), samples)
+    return nncf.quantize(
+        model,
+        dataset,
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.MIXED,  # symmetric weights, asymmetric activations
+        subset_size=n,
+        ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False),
+    )
