@@ -13,6 +13,7 @@ stderr), 130 on Ctrl-C (after printing the summary of what was done).
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -34,6 +35,8 @@ from edge_app.pipeline import (
 from edge_app.settings import StationConfig
 from edge_app.sources import SourceError, make_source
 
+log = logging.getLogger(__name__)
+
 
 def result_record(r: Result) -> dict[str, Any]:
     v, f = r.verdict, r.frame
@@ -53,6 +56,8 @@ def result_record(r: Result) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     lat = s.get("latency_ms", {})
+    if not s.get("frames"):
+        return f"model    {s.get('model', '?')}\nsource   {s.get('source', '?')}\nframes   0 inspected"
     lines = [
         f"model    {s.get('model', '?')}",
         f"source   {s.get('source', '?')}",
@@ -101,8 +106,12 @@ def run(
                 out.write(line + "\n")
 
     def on_message(level: int, msg: str) -> None:
-        if level >= 30:  # warnings and errors: the JSON stream on stdout stays clean
-            print(f"{'warning' if level < 40 else 'error'}: {msg}", file=err)
+        # warnings as they happen (skipped images, camera retries); errors end the run and are
+        # printed once at the end. stdout stays a clean JSON stream.
+        if level == logging.WARNING:
+            print(f"warning: {msg}", file=err)
+        elif level < logging.WARNING:
+            log.info("%s", msg)
 
     pipe = Pipeline(
         source,

@@ -353,6 +353,7 @@ class Pipeline:
         self.source, self.model, self.archive = source, model, archive
         self.options = options or PipelineOptions()
         self._cb = _Callbacks(on_result, on_status or (lambda s: None), on_message or (lambda lv, m: None))
+        self._custom_messages = on_message is not None
         self.mailbox: Mailbox[Frame] = Mailbox()
         self.stats = Stats(keep_all=self.options.keep_all_latencies)
         self._stop = threading.Event()
@@ -413,7 +414,9 @@ class Pipeline:
         if new == old:
             return
         if (new.source, new.source_msg) != (old.source, old.source_msg):
-            level = logging.WARNING if new.source in (SourceState.DISCONNECTED, SourceState.FAILED) else logging.INFO
+            level = {SourceState.DISCONNECTED: logging.WARNING, SourceState.FAILED: logging.ERROR}.get(
+                new.source, logging.INFO
+            )
             self._message(level, f"source {new.source.value}: {new.source_msg}" if new.source_msg else new.source.value)
         if (new.model, new.model_msg) != (old.model, old.model_msg):
             level = logging.ERROR if new.model is ModelState.FAILED else logging.INFO
@@ -421,8 +424,11 @@ class Pipeline:
         self._cb.on_status(new)
 
     def _message(self, level: int, msg: str) -> None:
-        log.log(level, "%s", msg)
-        self._cb.on_message(level, msg)
+        """Every state change and warning, to `on_message` when given, else to the log."""
+        if self._custom_messages:
+            self._cb.on_message(level, msg)
+        else:
+            log.log(level, "%s", msg)
 
     # -- capture ------------------------------------------------------------------------------
 

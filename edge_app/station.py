@@ -71,13 +71,17 @@ class Station:
             self.model,
             self._result,
             on_status=self._on_status,
-            on_message=self._on_message,
+            on_message=self._message,
             archive=self.archive,
             options=PipelineOptions(retry_max_s=self.cfg.retry_max_s),
         )
         self.pipeline.set_thresholds(self.cfg.thresholds)
         self.pipeline.start()
         return True
+
+    def _message(self, level: int, msg: str) -> None:
+        log.log(level, "%s", msg)  # the station's log (journal, terminal) as well as the window
+        self._on_message(level, msg)
 
     def _result(self, r: Result) -> None:
         self.stats.add(r)

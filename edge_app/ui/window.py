@@ -365,9 +365,14 @@ class StationWindow(QMainWindow):
             self._set_verdict("ENDED", None, "press Start to run it again")
         elif s is SourceState.CONNECTING:
             self.video.show_notice(st.source_msg or "connecting...")
+        elif st.model is ModelState.FAILED and not st.running:
+            self.video.show_notice(
+                "NO MODEL\nsee the message above; choose a model in Settings, then Start", QColor(255, 120, 100)
+            )
+            self._set_verdict("NO MODEL", None, "not inspecting")
         elif s is SourceState.STOPPED and not st.running:
             self.video.show_notice("STOPPED - press Start")
-            self._set_verdict("STOPPED", None, "")
+            self._set_verdict("STOPPED", None, "not inspecting")
         elif s is SourceState.IDLE and not st.running:
             self.video.show_notice("Press Start to inspect" if st.model is not ModelState.FAILED else "No model")
             self._set_verdict("-", None, "waiting")

@@ -100,6 +100,7 @@ def test_model_that_fails_to_load_is_shown_and_the_app_keeps_running(window, qtb
     qtbot.waitUntil(lambda: win.status().model is ModelState.FAILED and not win.status().running, timeout=10000)
     assert "models/default/bundle.json: missing" in win.banner.text() and win.banner.isVisible()
     assert win.start_button.isEnabled() and win.isVisible()
+    assert win.verdict_label.text() == "NO MODEL" and "NO MODEL" in win.video.notice
 
 
 def test_missing_video_is_shown_not_a_black_frame(window, qtbot, tmp_path):

@@ -1,0 +1,48 @@
+"""The station with the shipped model: verdicts on a simulated line with known defects."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import models
+from edge_app import headless
+from edge_app.settings import StationConfig
+from edge_app.sources import SimSource
+
+BUNDLE = Path(models.__file__).resolve().parent / "default"
+pytestmark = pytest.mark.skipif(
+    not (BUNDLE / "bundle.json").exists(), reason="no model bundle in models/default (export one first)"
+)
+
+
+@pytest.mark.slow
+def test_station_verdicts_match_truth_at_the_models_accuracy():
+    from edge_app.runtime import Runtime
+
+    n_pool, n_frames = 60, 120
+    cfg = StationConfig(
+        source="sim", sim_fps=0, sim_pool=n_pool, sim_defect_rate=0.5, sim_seed=11, archive_enabled=False
+    )
+    out = io.StringIO()
+    status, summary = headless.run(cfg, frames=n_frames, out=out, err=io.StringIO())
+    assert status == 0
+    records = [json.loads(line) for line in out.getvalue().splitlines()[:-1]]
+    assert len(records) == n_frames
+
+    # the same frames straight through the runtime: the station must not change a single verdict
+    src = SimSource(cfg.part, cfg.sim_defect_rate, 0, n_pool, cfg.sim_seed)
+    src.open()
+    rt = Runtime(BUNDLE)
+    direct = [rt.infer([img])[0] for img, _ in src.pool]
+    for r in records:
+        d = direct[r["frame"] % n_pool]
+        assert (r["label"], r["pin"]) == (d.label, d.pin)
+        assert r["truth"]["label"] == src.pool[r["frame"] % n_pool][1].label
+
+    acc = summary["accuracy"]
+    # PART.md's camera, photo style: what the shipped model is specified for
+    assert acc["ng_vs_ok"] >= 0.85, summary
+    assert acc["label"] >= 0.75, summary
+    print(json.dumps(summary, indent=1))
