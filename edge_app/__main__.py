@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from edge_app.ui.app import run_window
 
-    return run_window(cfg, config_path, warnings)
+    return run_window(cfg, config_path, warnings, file_config=load_config(config_path)[0])
 
 
 def _display_available() -> bool:

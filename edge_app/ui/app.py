@@ -15,13 +15,17 @@ from edge_app.ui.window import StationWindow
 
 
 def run_window(
-    cfg: StationConfig, config_path: Path | None, warnings: Sequence[str] = (), autostart: bool = True
+    cfg: StationConfig,
+    config_path: Path | None,
+    warnings: Sequence[str] = (),
+    autostart: bool = True,
+    file_config: StationConfig | None = None,
 ) -> int:
     """Open the window and, unless the model failed to load, start inspecting right away: a line
     worker should see verdicts without knowing which button to press first."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("pininspect station")
-    win = StationWindow(cfg, config_path, warnings)
+    win = StationWindow(cfg, config_path, warnings, file_config=file_config)
     win.show()
     # Ctrl-C in the terminal closes the window cleanly (Python only sees signals between Qt events)
     signal.signal(signal.SIGINT, lambda *_: win.close())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,13 @@ class StationWindow(QMainWindow):
         config_path: Path | None = None,
         warnings: Sequence[str] = (),
         load_runtime: Callable[[StationConfig], Callable[[], RuntimeLike]] = runtime_factory,
+        file_config: StationConfig | None = None,
     ):
+        """`cfg` is what runs (file + command line); `file_config` what the settings file holds,
+        so saving a threshold does not also save a one-off --source from the command line."""
         super().__init__()
         self.config_path = config_path
+        self.file_config = file_config if file_config is not None else cfg
         self.bridge = Bridge(self)
         self.station = Station(
             cfg,
@@ -74,7 +79,7 @@ class StationWindow(QMainWindow):
         self._save_timer = QTimer(self)  # thresholds are saved once the operator stops turning the knob
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(1000)
-        self._save_timer.timeout.connect(self._save_settings)
+        self._save_timer.timeout.connect(lambda: self._save_settings(("thresholds",)))
         if warnings:
             self._set_problem("config", "Settings file: " + "; ".join(warnings))
             for w in warnings:
@@ -254,7 +259,7 @@ class StationWindow(QMainWindow):
         """Use (and save) new settings; a running station restarts on them."""
         self.station.apply_config(cfg)
         self._set_problem("config", "")
-        self._save_settings()
+        self._save_settings(None)
         self._apply_config_to_widgets()
         if self.station.running:
             self.source_label.setText(f"Source: {self.station.source_name}")
@@ -273,11 +278,16 @@ class StationWindow(QMainWindow):
         self.station.set_thresholds({cls: round(value, 4)})
         self._save_timer.start()
 
-    def _save_settings(self) -> None:
+    def _save_settings(self, fields: Sequence[str] | None) -> None:
+        """Write `fields` of the running config (None: all of it) over the settings file's."""
         if self.config_path is None:
             return
+        cfg = self.station.cfg
+        if fields is not None:
+            cfg = replace(self.file_config, **{f: getattr(cfg, f) for f in fields})
         try:
-            save_config(self.station.cfg, self.config_path)
+            save_config(cfg, self.config_path)
+            self.file_config = cfg
             self._set_problem("save", "")
         except SettingsError as e:
             self._set_problem("save", str(e))
@@ -420,7 +430,7 @@ class StationWindow(QMainWindow):
         self._timer.stop()
         if self._save_timer.isActive():
             self._save_timer.stop()
-            self._save_settings()
+            self._save_settings(("thresholds",))
         self.station.close()
         super().closeEvent(event)
 

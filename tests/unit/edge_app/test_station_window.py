@@ -35,7 +35,12 @@ def window(qtbot, tmp_path):
         cfg = cfg or StationConfig(
             source="sim", sim_fps=40, sim_pool=20, sim_defect_rate=0.5, archive_dir=str(tmp_path / "archive")
         )
-        win = StationWindow(cfg, tmp_path / "station.json", load_runtime=load_runtime or fake_loader(holder, **kw))
+        win = StationWindow(
+            cfg,
+            tmp_path / "station.json",
+            load_runtime=load_runtime or fake_loader(holder, **kw),
+            file_config=StationConfig(),
+        )
         holder["win"] = win
         qtbot.addWidget(win)
         win.show()
@@ -82,7 +87,9 @@ def test_thresholds_from_the_spin_boxes_reach_the_model_and_are_saved(window, qt
     win.threshold_boxes["BENDNG"].setValue(0.35)
     qtbot.waitUntil(lambda: holder["rt"].thresholds["BENDNG"] == 0.35, timeout=5000)
     qtbot.waitUntil(lambda: (tmp_path / "station.json").exists(), timeout=5000)
-    assert load_config(tmp_path / "station.json")[0].thresholds == {"BENDNG": 0.35}
+    saved = load_config(tmp_path / "station.json")[0]
+    assert saved.thresholds == {"BENDNG": 0.35}
+    assert saved.source == "auto"  # the run's source came from the command line: not saved with a threshold
 
 
 def test_model_that_fails_to_load_is_shown_and_the_app_keeps_running(window, qtbot):
