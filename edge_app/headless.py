@@ -63,7 +63,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"source   {s.get('source', '?')}",
         f"frames   {s['frames']} in {s['seconds']} s = {s['fps']} fps"
         + (f" ({s['dropped']} dropped by latest-frame-wins)" if s.get("dropped") else ""),
-        f"latency  capture->verdict p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms",
+        f"latency  capture->verdict p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms"
+        f" (model alone p50 {s.get('infer_ms_p50')} ms)",
         "counts   " + ", ".join(f"{k} {v}" for k, v in s["counts"].items()) + f"  (yield {s.get('yield')})",
     ]
     if s.get("rejected"):

@@ -94,6 +94,7 @@ class Result:
     verdict: Any  # edge_app.runtime.Verdict
     latency_ms: float  # capture to verdict
     t_done: float  # time.perf_counter()
+    infer_ms: float = float("nan")  # inside runtime.infer
 
     @property
     def ng(self) -> bool:
@@ -130,6 +131,12 @@ class Mailbox(Generic[T]):
                 self.dropped += 1
             self._item, self._full = item, True
             self._cond.notify_all()
+
+    def wait_empty(self) -> None:
+        """Block until the reader has taken the item (or the mailbox is closed)."""
+        with self._cond:
+            while self._full and not self._closed:
+                self._cond.wait(0.1)
 
     def get(self, timeout: float | None = None) -> T | None:
         """The item, or None after `timeout` seconds with nothing to take."""
@@ -175,6 +182,7 @@ class Stats:
         self.n = 0
         self.rejected = 0  # frames the runtime refused (wrong size...)
         self.latencies: list[float] | deque[float] = [] if keep_all else deque(maxlen=window)
+        self.infer_ms: list[float] | deque[float] = [] if keep_all else deque(maxlen=window)
         self._times: deque[float] = deque(maxlen=window)
         self.t_first: float | None = None  # capture time of the first inspected frame
         self.t_last: float | None = None
@@ -187,6 +195,7 @@ class Stats:
             self.n += 1
             self.counts[r.verdict.label] = self.counts.get(r.verdict.label, 0) + 1
             self.latencies.append(r.latency_ms)
+            self.infer_ms.append(r.infer_ms)
             self._times.append(r.t_done)
             if self.t_first is None:
                 self.t_first = r.frame.t_capture
@@ -225,6 +234,7 @@ class Stats:
         """The end-of-run numbers: frames, fps, latency percentiles, counts, accuracy vs truth."""
         with self._lock:
             lat = np.asarray(self.latencies, np.float64)
+            inf = np.asarray(self.infer_ms, np.float64)
             span = (self.t_last - self.t_first) if self.t_first is not None and self.t_last is not None else 0.0
             out: dict[str, Any] = {
                 "frames": self.n,
@@ -233,6 +243,7 @@ class Stats:
                 "latency_ms": {
                     f"p{q}": round(float(np.percentile(lat, q)), 2) if lat.size else None for q in (50, 95, 99)
                 },
+                "infer_ms_p50": round(float(np.nanmedian(inf)), 2) if inf.size else None,
                 "counts": dict(self.counts),
                 "yield": round(self.counts.get("OK", 0) / self.n, 4) if self.n else None,
                 "dropped": dropped,
@@ -486,6 +497,10 @@ class Pipeline:
                 if delay > 0 and self._stop.wait(delay):
                     return None
                 next_t = max(next_t + interval, time.perf_counter() - interval)
+            if not src.live:
+                # read a recorded frame only once the slot is free: its capture time is then when it
+                # could first be inspected, so latency is not inflated by frames read ahead
+                self.mailbox.wait_empty()
             try:
                 frame = src.read()
             except SourceError as e:
@@ -536,6 +551,7 @@ class Pipeline:
         pending, self._pending_thresholds = self._pending_thresholds, None
         if pending:
             runtime.set_thresholds(pending)
+        t0 = time.perf_counter()
         try:
             verdict = runtime.infer([frame.image])[0]
         except (ValueError, TypeError) as e:  # the runtime refuses this frame (size, channels)
@@ -544,7 +560,7 @@ class Pipeline:
                 self._message(logging.WARNING, f"frame {frame.index} rejected ({self.stats.rejected} so far): {e}")
             return
         t = time.perf_counter()
-        result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t)
+        result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0)
         self.stats.add(result)
         if self.archive is not None and result.ng:
             self.archive.submit(result, source=self.source.describe(), wait=not self.source.live)
