@@ -188,14 +188,15 @@ def dense_targets(
     nearest = d.argmin(1)
     pinmap = np.where(d[np.arange(len(centres)), nearest] < pin_radius * pitch, nearest + 1, 0)
     defect = np.full(len(centres), len(CLASSES) - 1, np.int64)
-    if pin > 0 and CLASSES[label] != "OK":
+    ok = np.ones(n_pins, bool)
+    for pin, _ in defects:
+        ok[pin - 1] = False
+    straight_vec = np.median(tip[ok] - base[ok], axis=0) if ok.any() else np.zeros(2, np.float32)
+    for pin, label in defects:
         k = pin - 1
-        ok = np.ones(n_pins, bool)
-        ok[k] = False
-        straight = base[k] + np.median(tip[ok] - base[ok], axis=0)
         dd = np.minimum(
             _seg_dist(centres, base[k : k + 1], tip[k : k + 1])[:, 0],
-            _seg_dist(centres, base[k : k + 1], straight[None])[:, 0],
+            _seg_dist(centres, base[k : k + 1], (base[k] + straight_vec)[None])[:, 0],
         )
         hit = dd < defect_radius * pitch
         hit[dd.argmin()] = True

@@ -87,7 +87,7 @@ def sample_params(
         raise ValueError(f"label {label} with pin {pin}: OK has pin 0, a defect names its pin")
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (known: {', '.join(STYLES)})")
-    cam, d = spec.camera, spec.defects
+    cam = spec.camera
     w = max(1.0, widen)
     width_units = spec.cols - 1 + 2 * spec.housing_margin
     pitch = _u(rng, *_widen(cam.pitch_px, w, lo=4)) * (1 + _u(rng, -cam.scale_jitter, cam.scale_jitter))
