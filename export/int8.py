@@ -37,6 +37,23 @@ def float_nodes(onnx_path: Path) -> list[str]:
     ]
 
 
+def weight_nodes(onnx_path: Path, op_types: tuple[str, ...]) -> list[str]:
+    """Nodes of `op_types` whose second input is a constant weight, minus the output heads.
+
+    ONNX Runtime's QDQ quantizer ignores its MatMulConstBOnly option and would also quantize the
+    attention's activation x activation MatMuls (and with them Softmax's input and output), so the
+    nodes are named explicitly.
+    """
+    m = onnx.load(str(onnx_path), load_external_data=False)
+    consts = {i.name for i in m.graph.initializer} | {n.output[0] for n in m.graph.node if n.op_type == "Constant"}
+    keep_float = set(float_nodes(onnx_path))
+    return [
+        n.name
+        for n in m.graph.node
+        if n.op_type in op_types and len(n.input) > 1 and n.input[1] in consts and n.name not in keep_float
+    ]
+
+
 def quantize_onnx(
     fp32: Path,
     out: Path,
@@ -88,9 +105,8 @@ def quantize_onnx(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=methods[method],
-        nodes_to_exclude=float_nodes(fp32),
+        nodes_to_quantize=weight_nodes(fp32, op_types),
         extra_options={
-            "MatMulConstBOnly": True,  # weights only: attention's Q@K^T and A@V stay float
             "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # one scale per output feature
             "CalibMaxIntermediateOutputs": 16,  # bounded memory with hundreds of calibration frames
         },

@@ -24,8 +24,9 @@ INT8_SCORE_TOL = 0.3  # largest score change INT8 may make on one frame (random 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     bundle = tiny_bundle(tmp_path_factory.mktemp("parity") / "bundle")
-    folder = render(load_part("default"), tmp_path_factory.mktemp("frames"), 24, 11, "photo=0.5,flat=0.5", 1.3, 1,
-                    False)
+    folder = render(
+        load_part("default"), tmp_path_factory.mktemp("frames"), 24, 11, "photo=0.5,flat=0.5", 1.3, 1, False
+    )
     return bundle, load(folder, Runtime(bundle, precision="fp32").input_spec, "parity")
 
 
@@ -76,6 +77,8 @@ def test_int8_gives_the_fp32_verdict_where_it_is_clear(setup, backend):
     assert (l32[clear] == l8[clear]).all(), f"{backend} INT8 changed {int((l32 != l8)[clear].sum())} clear verdicts"
     assert np.abs(s8 - s32).max() <= INT8_SCORE_TOL
     assert np.abs(s8 - s32).mean() <= 0.05
-    print(f"{backend}: {clear.sum()}/{len(frames)} clear frames, all agree; "
-          f"{int((l32 != l8)[~clear].sum())} of {int((~clear).sum())} borderline frames flipped; "
-          f"max |dscore| {np.abs(s8 - s32).max():.3f}")
+    print(
+        f"{backend}: {clear.sum()}/{len(frames)} clear frames, all agree; "
+        f"{int((l32 != l8)[~clear].sum())} of {int((~clear).sum())} borderline frames flipped; "
+        f"max |dscore| {np.abs(s8 - s32).max():.3f}"
+    )

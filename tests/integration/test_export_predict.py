@@ -37,8 +37,9 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    folder = render(load_part("default"), tmp_path_factory.mktemp("frames") / "set", 6, 5, "photo=0.5,flat=0.5", 1.3,
-                    1, False)
+    folder = render(
+        load_part("default"), tmp_path_factory.mktemp("frames") / "set", 6, 5, "photo=0.5,flat=0.5", 1.3, 1, False
+    )
     (folder / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a corrupt frame
     return folder
 
@@ -62,8 +63,21 @@ def test_predict_without_torch_writes_csv_and_metrics(bundle, frames, tmp_path):
     for needle in ("confusion", "accuracy (3 classes)", "escape rate", "overkill rate", "1 skipped"):
         assert needle in r.stdout, r.stdout
     # explicit backend and precision; labels given by path
-    r = predict("--model", str(bundle), "--images", str(frames / "images"), "--out", str(out), "--quiet",
-                "--backend", "onnxruntime", "--precision", "fp32", "--labels", str(frames / "labels.csv"))
+    r = predict(
+        "--model",
+        str(bundle),
+        "--images",
+        str(frames / "images"),
+        "--out",
+        str(out),
+        "--quiet",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--labels",
+        str(frames / "labels.csv"),
+    )
     assert r.returncode == 0, r.stderr
     assert "onnxruntime/fp32" in r.stderr and "accuracy (3 classes)" in r.stdout
 

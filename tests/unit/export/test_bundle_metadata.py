@@ -1,0 +1,81 @@
+"""The bundle describes itself, identically, in bundle.json, the ONNX metadata and the OpenVINO rt_info."""
+
+import json
+from collections import Counter
+
+import onnx
+import pytest
+
+from edge_app.bundle import FORMAT, META_KEY, MODEL_FILES, OV_RT_KEY, describe, read_bundle, sha256_file
+from export.testing import checkpoint_of, tiny_bundle
+from models.part import load_part
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("meta") / "bundle")
+
+
+def _embedded(path):
+    if path.suffix == ".onnx":
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return json.loads(props[META_KEY])
+    import openvino as ov
+
+    return json.loads(ov.Core().read_model(str(path)).get_rt_info([META_KEY, OV_RT_KEY]).astype(str))
+
+
+def test_round_trip(bundle):
+    from models.checkpoint import read_spec
+
+    spec = read_spec(checkpoint_of(bundle))
+    info = read_bundle(bundle)
+    part = load_part("default")
+    assert info["format"] == FORMAT
+    assert info["classes"] == ["BENDNG", "NUKENG", "OK"]
+    assert info["input"] == spec["input"] and info["input"]["crop"] == [0, 48, 640, 432]
+    assert info["input"]["mean"] == [0.5, 0.5, 0.5] and info["input"]["width"] == 320
+    assert info["thresholds"] == spec["thresholds"]
+    assert info["part"] == json.loads(part.to_json()) and info["part_fingerprint"] == part.fingerprint()
+    assert info["config_hash"] == spec["config_hash"] and info["data"] == spec["data"]
+    assert info["code_version"] == spec["code_version"]
+    assert info["source"]["sha256"] == sha256_file(checkpoint_of(bundle))
+    expected = json.loads(json.dumps(describe(spec, "tiny-0", info["source"])))
+    for key, files in MODEL_FILES.items():
+        emb = _embedded(bundle / files[0])
+        assert emb.pop("model") == key
+        assert emb == expected, key  # every model file carries the whole description
+        for name in files:
+            entry = info["models"][key]["files"][name]
+            assert entry["sha256"] == sha256_file(bundle / name)
+            assert entry["bytes"] == (bundle / name).stat().st_size
+    assert info["gate"]["passed"] and info["export"]["calib_n"] == 16
+
+
+def test_onnx_graph_interface(bundle):
+    m = onnx.load(str(bundle / "model_fp32.onnx"))
+    (inp,) = m.graph.input
+    dims = inp.type.tensor_type.shape.dim
+    assert inp.name == "input" and dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 192, 320]
+    assert [o.name for o in m.graph.output] == ["scores", "pins", "heatmap"]
+    assert all(o.type.tensor_type.shape.dim[0].dim_param for o in m.graph.output)  # dynamic batch out too
+    assert "If" not in {n.op_type for n in m.graph.node}  # the exporter's squeeze-If is folded
+
+
+def test_int8_onnx_quantizes_weight_matmuls_only(bundle):
+    m = onnx.load(str(bundle / "model_int8.onnx"))
+    inits = {i.name for i in m.graph.initializer} | {n.output[0] for n in m.graph.node if n.op_type == "Constant"}
+    int8_weights = {n.output[0] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    quantized = [n for n in m.graph.node if any(i in int8_weights for i in n.input)]
+    assert Counter(n.op_type for n in quantized) == {"MatMul": 16}  # qkv, proj, fc1, fc2 in each of 4 blocks
+    names = [n.name for n in quantized]
+    assert not any("attn/MatMul" in n for n in names)  # attention's activation x activation stays float
+    assert not any("_head/" in n for n in names)  # the output heads stay float
+    # activations are quantized only where a quantized MatMul reads or writes them
+    producers = {o: n for n in m.graph.node for o in n.output}
+    q_from = Counter(
+        producers[n.input[0]].op_type if n.input[0] in producers else "input"
+        for n in m.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+    )
+    assert set(q_from) <= {"LayerNormalization", "MatMul", "Mul", "Add", "Transpose", "Reshape", "input"}, q_from

@@ -1,0 +1,41 @@
+"""export.onnx_export: the squeeze-If fold is exact, and the description is embedded."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from export.onnx_export import export_onnx, get_description
+
+
+class Top(torch.nn.Module):
+    """Picks one row per batch item with gather + squeeze(1), as PinViT's decode does."""
+
+    def forward(self, x):
+        idx = x.sum(-1).argmax(1, keepdim=True)
+        return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])).squeeze(1).softmax(-1)
+
+
+class Wrap(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.top = Top()
+
+    def forward(self, x):
+        t = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        s = self.top(t)
+        return s, s * 2, t[..., 0].reshape(-1, 4, 4)
+
+
+def test_fold_keeps_results_and_dynamic_batch(tmp_path):
+    path = export_onnx(Wrap(), tmp_path / "m.onnx", (4, 4), {"format": "x", "n": [1, 2]})
+    m = onnx.load(str(path))
+    assert "If" not in {n.op_type for n in m.graph.node}
+    assert get_description(m) == {"format": "x", "n": [1, 2]}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b in (1, 5):
+        x = np.random.default_rng(b).normal(size=(b, 3, 4, 4)).astype(np.float32)
+        with torch.no_grad():
+            ref = Wrap()(torch.from_numpy(x))
+        for got, want in zip(sess.run(None, {"input": x}), ref, strict=True):
+            np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
