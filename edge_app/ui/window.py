@@ -36,7 +36,7 @@ from edge_app.ui.bridge import Bridge
 from edge_app.ui.video import VideoView
 
 COLOURS = {"OK": "#2e7d32", "BENDNG": "#c62828", "NUKENG": "#e65100", None: "#555a60"}
-WORDS = {"BENDNG": "bent pin", "NUKENG": "pin pushed back / missing"}
+WORDS = {"BENDNG": "bent", "NUKENG": "pushed back or missing"}
 
 
 class StationWindow(QMainWindow):
@@ -142,6 +142,7 @@ class StationWindow(QMainWindow):
         self.verdict_label.setFont(f)
         self.detail_label = QLabel("")
         self.detail_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_label.setWordWrap(True)
         f2 = QFont(self.font())
         f2.setPointSize(16)
         self.detail_label.setFont(f2)
