@@ -17,13 +17,28 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def recorded_accuracy(info, key):
+    """The accuracy export measured for this model on its evaluation set, if it recorded one."""
+    for row in (info.get("evaluation") or {}).get("rows", []):
+        if row.get("model") == key and row.get("metrics"):
+            return row["metrics"]
+    return None
+
+
 @pytest.mark.slow
 def test_station_verdicts_match_truth_at_the_models_accuracy():
     from edge_app.runtime import Runtime
 
-    n_pool, n_frames = 60, 120
+    n_pool, n_frames = 90, 180
+    # 2/3 defects, half BENDNG half NUKENG: the balanced classes export evaluates on
     cfg = StationConfig(
-        source="sim", sim_fps=0, sim_pool=n_pool, sim_defect_rate=0.5, sim_seed=11, archive_enabled=False
+        source="sim",
+        model=str(BUNDLE),
+        sim_fps=0,
+        sim_pool=n_pool,
+        sim_defect_rate=2 / 3,
+        sim_seed=11,
+        archive_enabled=False,
     )
     out = io.StringIO()
     status, summary = headless.run(cfg, frames=n_frames, out=out, err=io.StringIO())
@@ -42,7 +57,12 @@ def test_station_verdicts_match_truth_at_the_models_accuracy():
         assert r["truth"]["label"] == src.pool[r["frame"] % n_pool][1].label
 
     acc = summary["accuracy"]
-    # PART.md's camera, photo style: what the shipped model is specified for
-    assert acc["ng_vs_ok"] >= 0.85, summary
-    assert acc["label"] >= 0.75, summary
     print(json.dumps(summary, indent=1))
+    ref = recorded_accuracy(rt.info, rt.key)
+    if ref is not None:
+        # the station's simulator renders PART.md's camera (photo style), no harder than export's
+        # evaluation set (camera ranges widened, half drawings); 90 distinct frames: allow 10 points
+        assert acc["label"] >= ref["accuracy"] - 0.10, (acc, ref)
+        assert acc["ng_vs_ok"] >= ref["ng_ok_accuracy"] - 0.10, (acc, ref)
+    else:
+        assert acc["ng_vs_ok"] >= 0.85 and acc["label"] >= 0.75, acc
