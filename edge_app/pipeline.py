@@ -59,6 +59,7 @@ class Status:
     model: ModelState = ModelState.NOT_LOADED
     model_msg: str = ""
     running: bool = False  # threads alive
+    frame_msg: str = ""  # why the model refuses the current frames (wrong size...); "" when it takes them
 
 
 class VerdictLike(Protocol):
@@ -558,7 +559,11 @@ class Pipeline:
             self.stats.reject()
             if self.stats.rejected in (1, 10, 100) or self.stats.rejected % 1000 == 0:
                 self._message(logging.WARNING, f"frame {frame.index} rejected ({self.stats.rejected} so far): {e}")
+            if self._status.frame_msg != str(e):
+                self._set(frame_msg=str(e))
             return
+        if self._status.frame_msg:
+            self._set(frame_msg="")
         t = time.perf_counter()
         result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0)
         self.stats.add(result)

@@ -358,6 +358,7 @@ class StationWindow(QMainWindow):
         elif st.model is ModelState.READY:
             self._set_problem("model", "")
             self._show_thresholds()
+        self._set_problem("frames", f"Frames rejected by the model: {st.frame_msg}" if st.frame_msg else "")
         name = self.station.source_name or self.station.cfg.source
         self.source_label.setText(f"Source: {name} - <b>{st.source.value}</b>")
         s = st.source

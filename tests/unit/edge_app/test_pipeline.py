@@ -247,6 +247,7 @@ def test_wrong_frame_size_is_rejected_with_a_message():
     assert pipe.wait(10)
     assert rec.results == [] and pipe.stats.rejected == 3
     assert any("1280x720" in m and "rejected" in m for _, m in rec.messages)
+    assert any("1280x720" in s.frame_msg for s in rec.statuses)  # a state the window shows, not just a log line
 
 
 def test_thresholds_reach_the_runtime_between_frames():
