@@ -1,7 +1,8 @@
 """The NG archive: flagged frames as PNG, one CSV row each, and the engineers' relabels.
 
     ARCHIVE/images/<time>_<frame>_<label>_p<pin>.png   every NG frame (the model's verdict in the name)
-    ARCHIVE/flagged.csv   time,file,label,pin,score_BENDNG,score_NUKENG,score_OK,source   (the model's say)
+    ARCHIVE/flagged.csv   time,file,label,pin,score_BENDNG,score_NUKENG,score_OK,source,x,y   (the model's say;
+                          x, y: where in the frame it saw the defect)
     ARCHIVE/labels.csv    file,label,pin   (what a person confirmed or corrected)
 
 `labels.csv` lists only reviewed images, so ARCHIVE is a labelled folder (images/ + labels.csv) that
@@ -35,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CLASSES: tuple[str, ...] = ("BENDNG", "NUKENG", "OK")
-FLAGGED_HEADER = ["time", "file", "label", "pin", *(f"score_{c}" for c in CLASSES), "source"]
+FLAGGED_HEADER = ["time", "file", "label", "pin", *(f"score_{c}" for c in CLASSES), "source", "x", "y"]
 LABELS_HEADER = ["file", "label", "pin"]
 MIN_FREE_BYTES = 50 * 2**20  # leave the disk to the rest of the PC before it is completely full
 # SUB filter + Huffman only: half the time of zlib level 1 at about the same size (~0.45 MB a frame)
@@ -62,6 +63,7 @@ class FlaggedRow:
     scores: dict[str, float]
     source: str
     reviewed: tuple[str, int] | None = None  # (label, pin) from labels.csv
+    where: tuple[float, float] | None = None  # frame pixel the model pointed at
 
 
 def _reason(e: OSError) -> str:
@@ -162,6 +164,7 @@ class Archive:
             int(v.pin),
             *(f"{float(v.scores.get(c, float('nan'))):.4f}" for c in CLASSES),
             source,
+            *((f"{result.where[0]:.1f}", f"{result.where[1]:.1f}") if getattr(result, "where", None) else ("", "")),
         ]
         try:
             with self._lock:
@@ -246,11 +249,13 @@ class Archive:
                     pin = int(r.get("pin") or 0)
                 except ValueError:
                     pin = 0
-                rows.append(
-                    FlaggedRow(
-                        r["time"], r["file"], r["label"], pin, scores, r.get("source", ""), reviewed.get(r["file"])
-                    )
-                )
+                try:
+                    where: tuple[float, float] | None = (float(r["x"]), float(r["y"]))
+                except (KeyError, TypeError, ValueError):
+                    where = None
+                row = FlaggedRow(r["time"], r["file"], r["label"], pin, scores, r.get("source", ""))
+                row.reviewed, row.where = reviewed.get(r["file"]), where
+                rows.append(row)
         return rows[::-1]
 
     def check_label(self, label: str, pin: int) -> None:

@@ -60,17 +60,22 @@ def draw(
     if show_heatmap and hm is not None:
         out = heat_layer(out, hm, spec)
     if verdict.label != "OK" and hm is not None:
-        x, y = locate(hm, spec)
-        colour = COLOURS_BGR.get(verdict.label, (255, 255, 255))
-        centre = (int(round(x)), int(round(y)))
-        cv2.circle(out, centre, radius + 2, (0, 0, 0), 5, cv2.LINE_AA)  # dark rim: visible on any background
-        cv2.circle(out, centre, radius, colour, 3, cv2.LINE_AA)
-        text = f"pin {int(verdict.pin)}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 2)
-        tx = int(np.clip(centre[0] - tw / 2, 2, out.shape[1] - tw - 2))
-        ty = centre[1] - radius - 10
-        if ty - th < 2:  # no room above the circle: write below it
-            ty = centre[1] + radius + th + 10
-        cv2.rectangle(out, (tx - 4, ty - th - 6), (tx + tw + 4, ty + 6), (0, 0, 0), -1)
-        cv2.putText(out, text, (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
+        circle(out, locate(hm, spec), verdict.label, int(verdict.pin), radius)
     return out
+
+
+def circle(out: np.ndarray, xy: tuple[float, float], label: str, pin: int, radius: int = PITCH_PX) -> None:
+    """Circle and number a pin in place (the live view, and the archive's review dialog)."""
+    x, y = xy
+    colour = COLOURS_BGR.get(label, (255, 255, 255))
+    centre = (int(round(x)), int(round(y)))
+    cv2.circle(out, centre, radius + 2, (0, 0, 0), 5, cv2.LINE_AA)  # dark rim: visible on any background
+    cv2.circle(out, centre, radius, colour, 3, cv2.LINE_AA)
+    text = f"pin {pin}"
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.8, 2)
+    tx = int(np.clip(centre[0] - tw / 2, 2, out.shape[1] - tw - 2))
+    ty = centre[1] - radius - 10
+    if ty - th < 2:  # no room above the circle: write below it
+        ty = centre[1] + radius + th + 10
+    cv2.rectangle(out, (tx - 4, ty - th - 6), (tx + tw + 4, ty + 6), (0, 0, 0), -1)
+    cv2.putText(out, text, (tx, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)

@@ -96,6 +96,7 @@ class Result:
     latency_ms: float  # capture to verdict
     t_done: float  # time.perf_counter()
     infer_ms: float = float("nan")  # inside runtime.infer
+    where: tuple[float, float] | None = None  # frame pixel of the defect (NG only), from the heatmap
 
     @property
     def ng(self) -> bool:
@@ -290,6 +291,15 @@ class ModelHolder:
                     self.error = _one_line(e)
                     raise ModelLoadError(self.error) from e
             return self.runtime
+
+
+def _where(verdict: Any, runtime: Any) -> tuple[float, float] | None:
+    hm, spec = getattr(verdict, "heatmap", None), getattr(runtime, "input_spec", None)
+    if hm is None or spec is None:
+        return None
+    from edge_app.overlay import locate
+
+    return locate(hm, spec)
 
 
 def _one_line(e: BaseException) -> str:
@@ -566,6 +576,8 @@ class Pipeline:
             self._set(frame_msg="")
         t = time.perf_counter()
         result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0)
+        if result.ng:
+            result.where = _where(verdict, runtime)
         self.stats.add(result)
         if self.archive is not None and result.ng:
             self.archive.submit(result, source=self.source.describe(), wait=not self.source.live)

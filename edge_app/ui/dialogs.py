@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from edge_app import overlay
 from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow
 from edge_app.settings import BACKENDS, FIELD_HELP, PRECISIONS, StationConfig, apply
 from edge_app.ui.video import VideoView
@@ -268,6 +269,8 @@ class ReviewDialog(QDialog):
         if img is None:
             self.preview.show_notice(f"{r.file}: missing or unreadable", keep_frame=False)
         else:
+            if r.where is not None:  # where the model saw the defect
+                overlay.circle(img, r.where, r.label, r.pin)
             self.preview.show_frame(img)
         label, pin = r.reviewed or (r.label, r.pin)
         self.label.setCurrentText(label)
@@ -295,5 +298,6 @@ class ReviewDialog(QDialog):
             return
         self.reload()
         self.select(row)
+        self._selected()
         self.note.setText(f"Saved: {r.file} is {self.label.currentText()} pin {self.pin.value()} (labels.csv)")
         self.note.setAlignment(Qt.AlignmentFlag.AlignLeft)

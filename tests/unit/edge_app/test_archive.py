@@ -27,12 +27,18 @@ def test_save_writes_png_and_csv_row(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "arch" / "flagged.csv")))
     assert rows[0]["file"] == name and rows[0]["label"] == "NUKENG" and rows[0]["pin"] == "12"
     assert float(rows[0]["score_NUKENG"]) == pytest.approx(0.8) and rows[0]["source"] == "simulator"
-    assert list(rows[0]) == ["time", "file", "label", "pin", "score_BENDNG", "score_NUKENG", "score_OK", "source"]
+    assert list(rows[0]) == [
+        "time", "file", "label", "pin", "score_BENDNG", "score_NUKENG", "score_OK", "source", "x", "y"
+    ]  # fmt: skip
+    assert (rows[0]["x"], rows[0]["y"]) == ("", "")  # no heatmap location given
 
 
 def test_relabel_round_trip_is_a_labelled_folder(tmp_path):
     a = Archive(tmp_path)
-    names = [a.save(result(i, "BENDNG", 4)) for i in range(3)]
+    results = [result(i, "BENDNG", 4) for i in range(3)]
+    results[0].where = (321.5, 200.25)
+    names = [a.save(r) for r in results]
+    assert a.flagged()[-1].where == (321.5, 200.2) and a.flagged()[0].where is None
     flagged = a.flagged()
     assert [r.file for r in flagged] == names[::-1] and all(r.reviewed is None for r in flagged)
     a.relabel(names[0], "NUKENG", 4)

@@ -122,6 +122,11 @@ def test_recorded_source_loses_no_frame():
     assert pipe.mailbox.dropped == 0
     s = pipe.summary()
     assert s["frames"] == 40 and s["accuracy"]["label"] == 1.0 and s["accuracy"]["pin"] == 1.0
+    for r in rec.results:  # NG results carry where the heatmap points: at the defective pin's tip
+        if r.ng:
+            assert np.hypot(*np.subtract(r.where, r.frame.truth.xy)) < 24
+        else:
+            assert r.where is None
 
 
 # -- faults are states ---------------------------------------------------------------------------

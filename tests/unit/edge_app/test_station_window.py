@@ -156,6 +156,7 @@ def test_review_dialog_relabels_into_labels_csv(window, qtbot):
     assert "Saved" in dlg.note.text()
     assert a.labels() == {dlg.rows[1].file: ("NUKENG", 9)}
     assert dlg.table.item(1, 4).text() == "NUKENG 9"
+    assert dlg.save.isEnabled() and dlg.label.currentText() == "NUKENG"  # still editable after saving
     dlg.select(0)
     dlg.label.setCurrentText("OK")
     assert dlg.pin.value() == 0
