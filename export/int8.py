@@ -9,6 +9,7 @@ the same thing (and adds SmoothQuant and bias correction).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -94,27 +95,46 @@ def quantize_onnx(
     if method not in methods:
         raise ValueError(f"ORT calibration method: expected one of {', '.join(methods)}, got {method!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(
-        str(fp32),
-        str(out),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(op_types),
-        per_channel=True,
-        reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=methods[method],
-        nodes_to_quantize=weight_nodes(fp32, op_types),
-        extra_options={
-            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # one scale per output feature
-            "CalibMaxIntermediateOutputs": 16,  # bounded memory with hundreds of calibration frames
-        },
-    )
+    with _quiet_preprocess_hint():
+        quantize_static(
+            str(fp32),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_quantize=weight_nodes(fp32, op_types),
+            extra_options={
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # one scale per output feature
+                "CalibMaxIntermediateOutputs": 16,  # bounded memory with hundreds of calibration frames
+            },
+        )
     m = onnx.load(str(out))
     set_description(m, description)
     onnx.save(m, str(out))
     return out
+
+
+class _DropHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_preprocess_hint() -> Iterator[None]:
+    """ORT logs a hint to run its model pre-processing (symbolic shapes + graph optimisation)
+    before quantizing. Not done on purpose: it renames and fuses nodes, and the quantized nodes
+    are chosen by name (weight_nodes); the hint would only confuse the person reading the log."""
+    f = _DropHint()
+    logging.getLogger().addFilter(f)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(f)
 
 
 def to_openvino(onnx_path: Path) -> Any:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-import torch
 from onnx import helper, shape_inference
 
 from edge_app.bundle import INPUT_NAME, META_KEY, OUTPUT_NAMES
@@ -21,8 +20,10 @@ from edge_app.bundle import INPUT_NAME, META_KEY, OUTPUT_NAMES
 OPSET = 17  # LayerNormalization is a single op from 17 on; ORT >= 1.14 and OpenVINO read it
 
 
-def export_onnx(model: torch.nn.Module, path: Path, input_hw: tuple[int, int], description: dict[str, Any]) -> Path:
-    """Write `model` as FP32 ONNX with input "input" (N, 3, H, W) and outputs scores, pins, heatmap."""
+def export_onnx(model: Any, path: Path, input_hw: tuple[int, int], description: dict[str, Any]) -> Path:
+    """Write `model` (a torch module) as FP32 ONNX: input "input" (N, 3, H, W), outputs scores, pins, heatmap."""
+    import torch
+
     model.eval()
     x = torch.zeros(2, 3, *input_hw)  # batch 2, so no size-1 dimension gets baked in as a constant
     axes = {n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)}

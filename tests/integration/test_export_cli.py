@@ -1,0 +1,121 @@
+"""The export command lines end to end: quantize (with its gate) and benchmark."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_app.bundle import sha256_file
+from export.testing import tiny_bundle, tiny_checkpoint
+
+
+def _run(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("cli") / "bundle")
+
+
+def test_benchmark_table_json_and_chart(bundle, tmp_path):
+    r = _run(
+        "export.benchmark",
+        "--model",
+        str(bundle),
+        "--n",
+        "9",
+        "--iters",
+        "10",
+        "--quiet",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--png",
+        str(tmp_path / "b.png"),
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "/" in line.split("|")[1]]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "openvino/int8",
+        "onnxruntime/int8",
+        "onnxruntime/fp32",
+        "openvino/fp32",
+    ]
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["frames"] == 9 and len(res["rows"]) == 4
+    for row in res["rows"]:
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
+        assert row["throughput_fps_batch8"] > 0 and 0 <= row["accuracy"] <= 1 and row["size_mb"] > 0
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+    r = _run("export.benchmark", "--model", str(tmp_path), "--quiet")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "bundle.json" in r.stderr
+
+
+@pytest.mark.slow
+def test_quantize_writes_a_checked_bundle_and_the_gate_can_fail(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt" / "model.safetensors", seed=1)
+    out = tmp_path / "bundle"
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--calib-n",
+        "30",
+        "--eval-n",
+        "30",
+        "--quiet",
+        "--max-drop",
+        "100",
+        "--max-escape-rise",
+        "100",
+    ]
+    r = _run("export.quantize", *args, "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for needle in ("[1/8]", "[8/8]", "| torch/fp32 |", "| openvino/int8 |", "escape", "overkill", "parity vs torch"):
+        assert needle in r.stdout, r.stdout
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["gate"]["passed"] and len(info["evaluation"]["rows"]) == 5
+    assert info["export"]["calib_n"] == 30 and info["evaluation"]["frames"] == 30
+    before = sha256_file(out / "bundle.json")
+
+    # a gate that cannot be met (INT8 must *gain* 100 points): exit 1, the bundle is left as it was
+    r = _run(
+        "export.quantize",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--calib-n",
+        "30",
+        "--eval-n",
+        "30",
+        "--quiet",
+        "--max-drop",
+        "-100",
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAIL onnxruntime/int8 loses" in r.stdout and "was not changed" in r.stderr
+    assert sha256_file(out / "bundle.json") == before
+
+    # --no-gate writes it anyway and records the failure
+    r = _run(
+        "export.quantize",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--calib-n",
+        "30",
+        "--eval-n",
+        "30",
+        "--quiet",
+        "--max-drop",
+        "-100",
+        "--no-gate",
+        "--models",
+        "onnxruntime/int8",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads((out / "bundle.json").read_text())
+    assert not info["gate"]["passed"] and sorted(info["models"]) == ["onnxruntime/fp32", "onnxruntime/int8"]
+    assert not (out / "openvino_int8.xml").exists()  # files of the older, larger bundle are gone
