@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             widen=max(1.0, args.widen),
             workers=max(1, args.workers),
             png=args.png,
+            max_defects=max(1, args.max_defects),
         )
         labels = generate(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {cfg.n} images to {args.out / 'images'} and {labels}")
