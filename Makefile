@@ -34,9 +34,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# The station on a simulated line with the shipped model: a window where a display exists,
+# headless (JSON lines and a summary) where none does.
 demo: $(STAMP)
-	$(PY) -m training.synth --out runs/demo --n 24 --seed 1 --overwrite --sheet runs/demo/sheet.png
-	@echo "contact sheet: runs/demo/sheet.png"
+	$(PY) -m training.synth --out runs/demo --n 24 --seed 1 --overwrite --quiet --sheet runs/demo/sheet.png
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(PY) -m edge_app --source sim --config runs/demo/station.json --archive runs/demo/archive; \
+	else \
+	  $(PY) -m edge_app --headless --source sim --frames 600 --quiet --config runs/demo/station.json --archive runs/demo/archive; \
+	fi
 
 benchmark: $(STAMP)
 	$(PY) -m training.synth.benchmark

@@ -201,4 +201,5 @@ def dense_targets(
         hit = dd < defect_radius * pitch
         hit[dd.argmin()] = True
         defect[hit] = label
+        pinmap[hit] = pin  # the defect's evidence belongs to its pin, even where it leans over a neighbour
     return defect, pinmap.astype(np.int64)

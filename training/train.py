@@ -53,11 +53,11 @@ CODE_VERSION = "0.1.0"
 
 @dataclass
 class DataConfig:
-    n: int = 10000  # training renders
+    n: int = 7000  # training renders
     seed: int = 1
     styles: str = "photo=0.7,flat=0.3"
     widen: float = 1.3
-    max_defects: int = 1  # training renders: defective images get 1..K bad pins (more examples per image)
+    max_defects: int = 3  # training renders: defective images get 1..K bad pins (more examples per image)
     defect_columns: list[int] | None = None  # None = defects anywhere
     val_n: int = 600
     val_seed: int = 9001
@@ -71,12 +71,12 @@ class TrainConfig:
     name: str = "default"
     part: str = "default"
     model: str = "pinvit_tiny_cs16"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=lambda: {"stem_depth": 2})
     input: dict[str, Any] = field(default_factory=dict)  # InputSpec overrides
     data: DataConfig = field(default_factory=DataConfig)
     supervision: str = "dense"  # "dense" (per-token targets from the generator) or "image" (labels only)
-    epochs: int = 8
-    batch_size: int = 32
+    epochs: int = 7
+    batch_size: int = 16
     lr: float = 1.5e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
@@ -103,8 +103,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "pinvit_plain_p16",
         "model_overrides": {"head": "cls"},
         "supervision": "image",
-        "data": {"n": 2000, "styles": "photo=1", "widen": 1.0},
-        "epochs": 8,
+        "data": {"n": 2000, "styles": "photo=1", "widen": 1.0, "max_defects": 1},
+        "epochs": 6,
+        "batch_size": 32,
         "lr": 3e-4,
         "aug_shift_px": 0,
         "aug_color": 0.0,
@@ -199,7 +200,9 @@ def _synth_folder(
     return folder
 
 
-def prepare_data(cfg: TrainConfig, part: PartSpec, ispec: InputSpec) -> tuple[Samples, Samples, dict[str, str]]:
+def prepare_data(
+    cfg: TrainConfig, part: PartSpec, ispec: InputSpec, progress: bool = True
+) -> tuple[Samples, Samples, dict[str, str]]:
     d = cfg.data
     train_dir = (
         Path(d.folder)
@@ -211,8 +214,8 @@ def prepare_data(cfg: TrainConfig, part: PartSpec, ispec: InputSpec) -> tuple[Sa
         if d.val_folder
         else _synth_folder(part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.widen, d.val_defect_columns, cfg.workers)
     )
-    train = load_folder(train_dir, ispec, workers=cfg.workers)
-    val = load_folder(val_dir, ispec, workers=cfg.workers)
+    train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress)
+    val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress)
     return (
         train,
         val,
@@ -421,7 +424,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
-    train_s, val_s, data_info = prepare_data(cfg, part, ispec)
+    train_s, val_s, data_info = prepare_data(cfg, part, ispec, progress)
     t_data = time.time() - t_start
     print(f"data: {len(train_s)} training, {len(val_s)} validation images ({t_data:.0f}s)")
 
