@@ -47,6 +47,7 @@ class ExportConfig:
     parity_tol: float = 1e-3
     ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
     ort_calibration: str = "minmax"
+    quantize_stem: bool = False  # also quantize the conv stem (faster, less exact: see export/int8.py)
     reduce_range: bool = False
     threads: int = 0  # 0 = all cores
     workers: int = 2  # rendering processes
@@ -128,10 +129,11 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
 
         if "onnxruntime/int8" in keys:
             i += 1
+            ops = tuple(cfg.ort_ops) + (("Conv",) if cfg.quantize_stem and "Conv" not in cfg.ort_ops else ())
             t = _step(
                 i,
                 steps,
-                f"INT8 ONNX: static QDQ on {'/'.join(cfg.ort_ops)}, per channel, "
+                f"INT8 ONNX: static QDQ on {'/'.join(ops)} weights, per channel, "
                 f"{cfg.ort_calibration} calibration on {len(calib)} frames",
             )
             out = stage / MODEL_FILES["onnxruntime/int8"][0]
@@ -140,7 +142,7 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
                 out,
                 lambda: calib.batches(8),
                 {**desc, "model": "onnxruntime/int8"},
-                tuple(cfg.ort_ops),
+                ops,
                 cfg.ort_calibration,
                 cfg.reduce_range,
             )
@@ -157,8 +159,11 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
             _done(t, _size(xml.with_suffix(".bin")))
         if "openvino/int8" in keys:
             i += 1
-            t = _step(i, steps, f"OpenVINO IR INT8: NNCF, transformer model type, {len(calib)} frames")
-            q = quantize_openvino(ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), progress)
+            stem = "stem quantized" if cfg.quantize_stem else "conv stem and heads float"
+            t = _step(i, steps, f"OpenVINO IR INT8: NNCF, transformer model type, {stem}, {len(calib)} frames")
+            q = quantize_openvino(
+                ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), cfg.quantize_stem, progress
+            )
             xml = stage / MODEL_FILES["openvino/int8"][0]
             save_openvino(q, xml, {**desc, "model": "openvino/int8"})
             files["openvino/int8"] = [xml, xml.with_suffix(".bin")]
