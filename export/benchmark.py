@@ -156,8 +156,11 @@ def run(bundle: Path, n: int, seed: int, iters: int, threads: int, images: Path 
     with tempfile.TemporaryDirectory(prefix="pininspect-bench-") as tmp:
         folder = images or frames_io.render(part, Path(tmp) / "set", n, seed, "photo=0.5,flat=0.5", 1.3, 2, progress)
         frames = frames_io.load(folder, ispec, "benchmark")
-        root, names = list_images(folder)
-        full = [cv2.imread(str(root / names[0]), cv2.IMREAD_COLOR)]
+        root, _ = list_images(folder)
+        first = cv2.imread(str(root / frames.files[0]), cv2.IMREAD_COLOR)  # a full frame, for frame->verdict
+        if first is None:
+            raise ValueError(f"{root / frames.files[0]}: not readable")
+        full = [first]
         rows = []
         for key in keys:
             print(f"benchmarking {key} ...", file=sys.stderr, flush=True)

@@ -79,3 +79,15 @@ def test_int8_onnx_quantizes_weight_matmuls_only(bundle):
         if n.op_type == "QuantizeLinear" and n.input[0] not in inits
     )
     assert set(q_from) <= {"LayerNormalization", "MatMul", "Mul", "Add", "Transpose", "Reshape", "input"}, q_from
+
+
+def test_openvino_int8_keeps_stem_and_heads_float(bundle):
+    # NNCF names a weight quantizer "<node>/fq_weights_<i>"; if a new NNCF renames it, update the pattern
+    import re
+
+    xml = (bundle / "openvino_int8.xml").read_text()
+    weights = set(re.findall(r'name="([^"]+)/fq_weights_\d+"', xml))
+    assert len(weights) == 16, sorted(weights)  # qkv, proj, fc1, fc2 in each of the 4 blocks
+    assert all(re.fullmatch(r"/blocks/blocks\.\d/(attn/qkv|attn/proj|mlp/fc1|mlp/fc2)/MatMul", w) for w in weights)
+    assert not re.search(r"patch_embed[^\"]*/fq_", xml)  # the conv stem stays float
+    assert not re.search(r"_head/[^\"]*/fq_", xml)
