@@ -209,7 +209,7 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
         info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
         info["gate"] = {
             "enabled": cfg.gate and ev_frames is not None,
-            "passed": not problems,
+            "passed": not problems if ev_frames is not None else None,  # None: accuracy not measured
             "problems": problems,
             "max_drop": cfg.max_drop,
             "max_escape_rise": cfg.max_escape_rise,
