@@ -44,8 +44,17 @@ demo: $(STAMP)
 	  $(PY) -m edge_app --headless --source sim --frames 600 --quiet --config runs/demo/station.json --archive runs/demo/archive; \
 	fi
 
+train: $(STAMP)
+	$(PY) -m training.train
+	$(PY) -m training.ship --run runs/default
+
+export: $(STAMP)
+	$(PY) -m export.quantize
+
 benchmark: $(STAMP)
 	$(PY) -m training.synth.benchmark
+	$(PY) -m export.benchmark --model models/default --json runs/benchmark/models.json --png runs/benchmark/models.png
+	$(PY) -m edge_app --headless --source sim --frames 600 --no-archive --quiet
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache .mypy_cache

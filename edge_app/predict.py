@@ -26,54 +26,17 @@ import numpy as np
 
 from edge_app.bundle import Backend, BundleError, Precision
 from edge_app.runtime import Runtime
+from models.labels import LabelsError, list_images, read_labels
+from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError
 from models.preprocess import FrameError, InputSpec, check_frame
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 CSV_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
-
-
-class InputError(ValueError):
-    """A folder or labels file that cannot be used; the message names it."""
+InputError = LabelsError  # a folder or labels file that cannot be used
 
 
 # ---------------------------------------------------------------------------------------------
-# Folders and labels
-
-
-def list_images(folder: Path) -> tuple[Path, list[str]]:
-    """The image folder (DIR/images if it exists, else DIR) and its image names, sorted."""
-    folder = Path(folder)
-    root = folder / "images" if (folder / "images").is_dir() else folder
-    if not root.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not names:
-        raise InputError(f"{root}: no images (.png, .jpg, ...) found")
-    return root, names
-
-
-def read_labels(path: Path) -> dict[str, tuple[int, int]]:
-    """labels.csv (`file,label,pin`) -> {file: (class index, pin)}."""
-    path = Path(path)
-    try:
-        f = open(path, newline="", encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    out: dict[str, tuple[int, int]] = {}
-    with f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
-            raise InputError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
-        for n, r in enumerate(reader, start=2):
-            if r["label"] not in CLASSES:
-                raise InputError(f"{path}:{n}: unknown label {r['label']!r} (known: {', '.join(CLASSES)})")
-            try:
-                pin = int(r.get("pin") or 0)
-            except ValueError:
-                raise InputError(f"{path}:{n}: pin must be a number, got {r.get('pin')!r}") from None
-            out[r["file"]] = (CLASSES.index(r["label"]), pin)
-    return out
+# Frames
 
 
 def read_frames(
@@ -99,43 +62,6 @@ def read_frames(
             chunk, frames = [], []
     if chunk:
         yield chunk, frames
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics (the definitions training.train.metrics uses, without torch)
-
-
-def metrics(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Accuracy, NG-vs-OK accuracy, escape rate (NG called OK), overkill rate (OK called NG)."""
-    k = len(CLASSES)
-    labels, pred = np.asarray(labels, int), np.asarray(pred, int)
-    cm = np.zeros((k, k), int)
-    np.add.at(cm, (labels, pred), 1)
-    ok = CLASSES.index("OK")
-    ng_true, ng_pred = labels != ok, pred != ok
-    return {
-        "n": int(len(labels)),
-        "accuracy": float((labels == pred).mean()) if len(labels) else 0.0,
-        "ng_ok_accuracy": float((ng_true == ng_pred).mean()) if len(labels) else 0.0,
-        "escape_rate": float((ng_true & ~ng_pred).sum() / max(1, ng_true.sum())),
-        "overkill_rate": float((~ng_true & ng_pred).sum() / max(1, (~ng_true).sum())),
-        "confusion": cm.tolist(),
-    }
-
-
-def format_metrics(m: dict[str, Any]) -> str:
-    w = max(len(c) for c in CLASSES) + 2
-    lines = ["confusion (rows: true, columns: predicted)", " " * w + "".join(f"{c:>{w}}" for c in CLASSES)]
-    for c, row in zip(CLASSES, m["confusion"], strict=True):
-        lines.append(f"{c:<{w}}" + "".join(f"{v:>{w}}" for v in row))
-    lines += [
-        "",
-        f"accuracy (3 classes)  {m['accuracy']:.4f}   (n={m['n']})",
-        f"NG vs OK accuracy     {m['ng_ok_accuracy']:.4f}",
-        f"escape rate           {m['escape_rate']:.4f}   (defective parts called OK)",
-        f"overkill rate         {m['overkill_rate']:.4f}   (good parts called NG)",
-    ]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 
 from edge_app.bundle import BundleError, available, read_bundle
-from edge_app.predict import list_images, metrics
 from edge_app.runtime import Runtime, default_threads
 from export import data as frames_io
 from export.evaluate import run_runtime
 from models.decision import decide
+from models.labels import list_images
+from models.metrics import metrics
 from models.part import PartSpecError, part_from_dict
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.predict import list_images, read_labels
+from models.labels import list_images, read_labels
 from models.part import PartSpec
 from models.preprocess import FrameError, InputSpec, check_frame, crop_resize, normalize
 from training.synth.dataset import SynthConfig, generate, parse_styles

@@ -147,7 +147,7 @@ def decode(dense: torch.Tensor, pin_logits: torch.Tensor, grid: tuple[int, int])
     p = dense.softmax(-1)  # (B, T, C), last class = no defect
     defect = 1.0 - p[..., -1]  # (B, T)
     top = defect.argmax(1, keepdim=True)  # (B, 1)
-    scores = torch.gather(p, 1, top.unsqueeze(-1).expand(-1, -1, p.shape[-1])).squeeze(1)
+    scores = torch.gather(p, 1, top.unsqueeze(-1).expand(-1, -1, p.shape[-1]))[:, 0]
     w = defect / (defect.sum(1, keepdim=True) + 1e-6)
     pins = (pin_logits.softmax(-1) * w.unsqueeze(-1)).sum(1)
     heatmap = defect.reshape(-1, grid[0], grid[1])

@@ -8,7 +8,6 @@ train the image-level loss.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import multiprocessing as mp
@@ -20,11 +19,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from models import labels
 from models.part import CLASSES
 from models.preprocess import InputSpec, crop_resize
 
 
-class DataError(ValueError):
+class DataError(labels.LabelsError):
     """A data folder that cannot be used; the message names the file and the problem."""
 
 
@@ -54,25 +54,11 @@ class Samples:
 
 
 def read_labels(folder: Path) -> list[tuple[str, str, int]]:
+    """(file, label, pin) rows of a labelled folder's labels.csv."""
     path = Path(folder) / "labels.csv"
     if not path.exists():
         raise DataError(f"{path}: missing (a labelled folder has images/ and labels.csv)")
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
-        for n, r in enumerate(reader, start=2):
-            if r["label"] not in CLASSES:
-                raise DataError(f"{path}:{n}: unknown label {r['label']!r} (known: {', '.join(CLASSES)})")
-            try:
-                pin = int(r.get("pin") or 0)
-            except ValueError:
-                raise DataError(f"{path}:{n}: pin must be a number, got {r.get('pin')!r}") from None
-            rows.append((r["file"], r["label"], pin))
-    if not rows:
-        raise DataError(f"{path}: no images listed")
-    return rows
+    return [(f, CLASSES[c], pin) for f, (c, pin) in labels.read_labels(path).items()]
 
 
 def _load_one(args: tuple[str, InputSpec]) -> np.ndarray | str:

@@ -26,24 +26,10 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.decision import decide
+from models.labels import LabelsError, list_images, read_labels
+from models.metrics import format_metrics, metrics
 from models.part import CLASSES
 from models.preprocess import InputSpec, crop_resize, normalize
-from training.data import DataError, read_labels
-from training.train import metrics
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
-
-def list_images(folder: Path) -> tuple[Path, list[str]]:
-    """The image folder (DIR/images if it exists, else DIR) and its image names, sorted."""
-    folder = Path(folder)
-    root = folder / "images" if (folder / "images").is_dir() else folder
-    if not root.is_dir():
-        raise DataError(f"{folder}: no such folder")
-    names = sorted(p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not names:
-        raise DataError(f"{root}: no images (.png, .jpg, ...) found")
-    return root, names
 
 
 def overlay(
@@ -98,15 +84,8 @@ def evaluate(
     ispec = InputSpec.from_dict(spec["input"])
     thresholds = spec.get("thresholds", {})
     root, names = list_images(images)
-    label_rows = None
     labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
-    if labels_path:
-        label_rows = {
-            r[0]: r
-            for r in read_labels(
-                Path(labels_path).parent if Path(labels_path).name == "labels.csv" else Path(labels_path)
-            )
-        }
+    label_rows = read_labels(labels_path) if labels_path else None
     if heatmaps:
         Path(heatmaps).mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -160,9 +139,9 @@ def evaluate(
     result: dict[str, Any] = {"n": len(rows), "skipped": skipped, "predictions": str(out)}
     if label_rows is not None:
         known = [r for r in rows if r["file"] in label_rows]
-        y = np.array([CLASSES.index(label_rows[r["file"]][1]) for r in known])
+        y = np.array([label_rows[r["file"]][0] for r in known])
         yp = np.array([CLASSES.index(r["label"]) for r in known])
-        tp = np.array([label_rows[r["file"]][2] for r in known])
+        tp = np.array([label_rows[r["file"]][1] for r in known])
         pp = np.array([r["pin"] for r in known])
         m = metrics(y, yp, tp, pp)
         meta_path = Path(images) / "meta.jsonl"
@@ -194,17 +173,8 @@ def print_report(result: dict[str, Any]) -> None:
     m = result.get("metrics")
     if not m:
         return
-    w = max(len(c) for c in CLASSES) + 2
-    print("\nconfusion (rows: true, columns: predicted)")
-    print(" " * w + "".join(f"{c:>{w}}" for c in CLASSES))
-    for c, row in zip(CLASSES, m["confusion"], strict=True):
-        print(f"{c:<{w}}" + "".join(f"{v:>{w}}" for v in row))
-    print(f"\naccuracy (3 classes)  {m['accuracy']:.4f}")
-    print(f"NG vs OK accuracy     {m['ng_ok_accuracy']:.4f}")
-    print(f"escape rate           {m['escape_rate']:.4f}   (defective parts called OK)")
-    print(f"overkill rate         {m['overkill_rate']:.4f}   (good parts called NG)")
-    if "pin_accuracy" in m:
-        print(f"defective pin named   {m['pin_accuracy']:.4f}   (of defective images)")
+    print()
+    print(format_metrics(m))
     if m.get("bend_direction"):
         print("\nBENDNG images by bend direction -> predicted")
         for d, counts in sorted(m["bend_direction"].items()):
@@ -229,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         result = evaluate(args.checkpoint, args.images, args.out, args.labels, args.heatmaps, progress=not args.quiet)
-    except (CheckpointError, DataError) as e:
+    except (CheckpointError, LabelsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_report(result)

@@ -23,23 +23,38 @@ from training.evaluate import evaluate
 from training.synth.dataset import SynthConfig, generate, parse_styles
 
 TEST_SETS: list[tuple[str, str, dict[str, Any]]] = [
-    ("test-mixed", "fresh seed, photo/flat 50/50, camera ranges widened 1.3x (as training)",
-     {"n": 1500, "seed": 424242, "styles": "photo=0.5,flat=0.5", "widen": 1.3}),
-    ("test-partmd", "fresh seed, photo style only, exactly PART.md's ranges (--widen 1)",
-     {"n": 1500, "seed": 515151, "styles": "photo=1", "widen": 1.0}),
-    ("heldout-cols-4-7", "defects only in columns 4 and 7 (pins 4, 7, 13, 16, 22, 25) plus OK images",
-     {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)}),
+    (
+        "test-mixed",
+        "fresh seed, photo/flat 50/50, camera ranges widened 1.3x (as training)",
+        {"n": 1500, "seed": 424242, "styles": "photo=0.5,flat=0.5", "widen": 1.3},
+    ),
+    (
+        "test-partmd",
+        "fresh seed, photo style only, exactly PART.md's ranges (--widen 1)",
+        {"n": 1500, "seed": 515151, "styles": "photo=1", "widen": 1.0},
+    ),
+    (
+        "heldout-cols-4-7",
+        "defects only in columns 4 and 7 (pins 4, 7, 13, 16, 22, 25) plus OK images",
+        {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)},
+    ),
 ]
 
 
 def _fmt(m: dict[str, Any]) -> str:
-    return (f"| {m['n']} | {m['accuracy']:.4f} | {m['ng_ok_accuracy']:.4f} | {m['escape_rate']:.4f} "
-            f"| {m['overkill_rate']:.4f} | {m.get('pin_accuracy', float('nan')):.4f} |")
+    return (
+        f"| {m['n']} | {m['accuracy']:.4f} | {m['ng_ok_accuracy']:.4f} | {m['escape_rate']:.4f} "
+        f"| {m['overkill_rate']:.4f} | {m.get('pin_accuracy', float('nan')):.4f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m training.ship",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     ap.add_argument("--run", type=Path, default=Path("runs/default"), help="the run folder to ship")
     ap.add_argument("--dest", type=Path, default=Path("models/default"))
     ap.add_argument("--data", type=Path, default=Path("data"), help="where the test sets are rendered")
@@ -59,14 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, what, kw in TEST_SETS:
         folder = args.data / f"{name}-{kw['seed']}"
         if not (folder / "dataset.json").exists():
-            cfg = SynthConfig(n=kw["n"], seed=kw["seed"], styles=parse_styles(kw["styles"]), widen=kw["widen"],
-                              defect_columns=kw.get("defect_columns"), workers=args.workers)
+            cfg = SynthConfig(
+                n=kw["n"],
+                seed=kw["seed"],
+                styles=parse_styles(kw["styles"]),
+                widen=kw["widen"],
+                defect_columns=kw.get("defect_columns"),
+                workers=args.workers,
+            )
             generate(part, cfg, folder, overwrite=True)
         r = evaluate(shipped, folder, folder / "preds.csv", progress=False)
         results[name] = {"what": what, "settings": kw, **r["metrics"]}
-        print(f"{name}: acc {r['metrics']['accuracy']:.4f}  NG/OK {r['metrics']['ng_ok_accuracy']:.4f}  "
-              f"escape {r['metrics']['escape_rate']:.4f}  overkill {r['metrics']['overkill_rate']:.4f}  "
-              f"pin {r['metrics'].get('pin_accuracy', float('nan')):.4f}")
+        print(
+            f"{name}: acc {r['metrics']['accuracy']:.4f}  NG/OK {r['metrics']['ng_ok_accuracy']:.4f}  "
+            f"escape {r['metrics']['escape_rate']:.4f}  overkill {r['metrics']['overkill_rate']:.4f}  "
+            f"pin {r['metrics'].get('pin_accuracy', float('nan')):.4f}"
+        )
     (args.dest / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     write_card(args.dest / "MODEL_CARD.md", spec, results, args.run)
     print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB); card: {args.dest / 'MODEL_CARD.md'}")
@@ -80,8 +103,7 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         "# Model card: the default pin-defect model",
         "",
         f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`), PART.md's 3 x 9 connector.",
-        f"* Architecture: `{spec['model_name']}` (timm-registered PinViT): "
-        f"{json.dumps(spec['model_config'])}.",
+        f"* Architecture: `{spec['model_name']}` (timm-registered PinViT): {json.dumps(spec['model_config'])}.",
         f"* Input: crop {spec['input']['crop']} of the 640x480 frame, resized to "
         f"{spec['input']['width']}x{spec['input']['height']}, mean/std {spec['input']['mean']}/{spec['input']['std']}.",
         f"* Outputs: scores (BENDNG, NUKENG, OK), the defective pin (1-27) and a "
@@ -112,13 +134,22 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
     ]
     for name, r in results.items():
         lines.append(f"| {name}: {r['what']} " + _fmt(r)[1:])
-    lines += ["", "Escape = a defective part called OK; overkill = a good part called NG; pin named = the "
-              "defective pin predicted right, of defective images.", ""]
+    lines += [
+        "",
+        "Escape = a defective part called OK; overkill = a good part called NG; pin named = the "
+        "defective pin predicted right, of defective images.",
+        "",
+    ]
     bd = results.get("test-mixed", {}).get("bend_direction")
     if bd:
-        lines += ["### BENDNG by bend direction (test-mixed)", "",
-                  "PART.md: from one oblique view, a pin bent towards the camera looks like a pushed-back one.",
-                  "", "| bend direction | images | called BENDNG | called NUKENG | called OK |", "|---|---|---|---|---|"]
+        lines += [
+            "### BENDNG by bend direction (test-mixed)",
+            "",
+            "PART.md: from one oblique view, a pin bent towards the camera looks like a pushed-back one.",
+            "",
+            "| bend direction | images | called BENDNG | called NUKENG | called OK |",
+            "|---|---|---|---|---|",
+        ]
         for d, c in sorted(bd.items()):
             n = sum(c.values())
             lines.append(f"| {d} | {n} | {c['BENDNG'] / n:.1%} | {c['NUKENG'] / n:.1%} | {c['OK'] / n:.1%} |")

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
 from models.decision import DEFAULT_THRESHOLDS, decide
+from models.metrics import metrics
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
@@ -302,29 +303,6 @@ def predict(model: PinViT, s: Samples, ispec: InputSpec, batch_size: int = 64) -
         scores.append(sc.numpy())
         pins.append(pn.numpy())
     return np.concatenate(scores), np.concatenate(pins)
-
-
-def metrics(
-    labels: np.ndarray, pred: np.ndarray, true_pins: np.ndarray | None = None, pred_pins: np.ndarray | None = None
-) -> dict[str, Any]:
-    k = len(CLASSES)
-    cm = np.zeros((k, k), int)
-    np.add.at(cm, (labels, pred), 1)
-    ok = CLASSES.index("OK")
-    ng_true, ng_pred = labels != ok, pred != ok
-    out: dict[str, Any] = {
-        "n": int(len(labels)),
-        "accuracy": float((labels == pred).mean()),
-        "ng_ok_accuracy": float((ng_true == ng_pred).mean()),
-        "escape_rate": float((ng_true & ~ng_pred).sum() / max(1, ng_true.sum())),  # defective called OK
-        "overkill_rate": float((~ng_true & ng_pred).sum() / max(1, (~ng_true).sum())),  # good called NG
-        "recall": {c: float(cm[i, i] / max(1, cm[i].sum())) for i, c in enumerate(CLASSES)},
-        "predicted_share": {c: float(cm[:, i].sum() / max(1, cm.sum())) for i, c in enumerate(CLASSES)},
-        "confusion": cm.tolist(),
-    }
-    if true_pins is not None and pred_pins is not None and ng_true.any():
-        out["pin_accuracy"] = float((true_pins[ng_true] == pred_pins[ng_true]).mean())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
