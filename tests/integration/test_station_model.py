@@ -25,7 +25,6 @@ def recorded_accuracy(info, key):
     return None
 
 
-@pytest.mark.slow
 def test_station_verdicts_match_truth_at_the_models_accuracy():
     from edge_app.runtime import Runtime
 
