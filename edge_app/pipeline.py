@@ -421,8 +421,18 @@ class Pipeline:
         return not any(t.is_alive() for t in self._threads)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
-        """Applied by the inference thread before its next frame (never mid-inference)."""
-        self._pending_thresholds = dict(thresholds)
+        """Applied by the inference thread before its next frame (never mid-inference), or by the
+        last thread as the run ends, so a change made as the source runs out is not lost."""
+        with self._status_lock:
+            self._pending_thresholds = dict(thresholds)
+            if self._alive == 0:
+                self._apply_pending_thresholds()
+
+    def _apply_pending_thresholds(self) -> None:
+        pending, self._pending_thresholds = self._pending_thresholds, None
+        runtime = self.model.runtime
+        if pending and runtime is not None:
+            runtime.set_thresholds(pending)
 
     def summary(self) -> dict[str, Any]:
         return self.stats.summary(dropped=self.mailbox.dropped)
@@ -588,5 +598,7 @@ class Pipeline:
         with self._status_lock:
             self._alive -= 1
             last = self._alive == 0
+            if last:
+                self._apply_pending_thresholds()
         if last:
             self._set(running=False)
