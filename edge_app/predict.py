@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge_app.bundle import Backend, BundleError, Precision
@@ -29,7 +28,7 @@ from edge_app.runtime import Runtime
 from models.labels import LabelsError, list_images, read_labels
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError
-from models.preprocess import FrameError, InputSpec, check_frame
+from models.preprocess import FrameError, InputSpec, read_frame
 
 CSV_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
 InputError = LabelsError  # a folder or labels file that cannot be used
@@ -46,14 +45,10 @@ def read_frames(
     chunk: list[str] = []
     frames: list[np.ndarray] = []
     for name in names:
-        path = root / name
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         try:
-            if img is None:
-                raise FrameError("not a readable image (corrupt or not an image)")
-            check_frame(img, spec)
+            img = read_frame(root / name, spec)
         except FrameError as e:
-            print(f"warning: skipping {path}: {e}", file=sys.stderr)
+            print(f"warning: skipping {e}", file=sys.stderr)
             continue
         chunk.append(name)
         frames.append(img)

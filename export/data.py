@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from models.labels import list_images, read_labels
 from models.part import PartSpec
-from models.preprocess import FrameError, InputSpec, check_frame, crop_resize, normalize
+from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
 from training.synth.dataset import SynthConfig, generate, parse_styles
 
 
@@ -71,13 +70,10 @@ def load(folder: Path, ispec: InputSpec, name: str, limit: int | None = None) ->
     truth = read_labels(labels_csv) if labels_csv.exists() else None
     small, files, labels, pins = [], [], [], []
     for n in names:
-        img = cv2.imread(str(root / n), cv2.IMREAD_COLOR)
         try:
-            if img is None:
-                raise FrameError("not a readable image")
-            check_frame(img, ispec)
+            img = read_frame(root / n, ispec)
         except FrameError as e:
-            print(f"warning: skipping {root / n}: {e}", file=sys.stderr)
+            print(f"warning: skipping {e}", file=sys.stderr)
             continue
         if truth is not None and n not in truth:
             continue  # labelled folder: an image without a label cannot be scored

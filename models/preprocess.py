@@ -88,3 +88,15 @@ def preprocess(frames: np.ndarray | list[np.ndarray], spec: InputSpec) -> np.nda
     if isinstance(frames, np.ndarray) and frames.ndim == 3:
         frames = [frames]
     return normalize([crop_resize(f, spec) for f in frames], spec)
+
+
+def read_frame(path: Any, spec: InputSpec) -> np.ndarray:
+    """Read one frame from disk for the model; FrameError names the file and what is wrong."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FrameError(f"{path}: not a readable image (missing, corrupt or not an image)")
+    try:
+        check_frame(img, spec)
+    except FrameError as e:
+        raise FrameError(f"{path}: {e}") from None
+    return img

@@ -29,7 +29,7 @@ from models.decision import decide
 from models.labels import LabelsError, list_images, read_labels
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES
-from models.preprocess import InputSpec, crop_resize, normalize
+from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
 
 
 def overlay(
@@ -94,14 +94,10 @@ def evaluate(
     for i in range(0, len(names), batch_size):
         chunk, frames, small = [], [], []
         for name in names[i : i + batch_size]:
-            img = cv2.imread(str(root / name), cv2.IMREAD_COLOR)
-            if img is None or img.shape[:2] != (ispec.frame_height, ispec.frame_width):
-                why = (
-                    "not a readable image"
-                    if img is None
-                    else f"{img.shape[1]}x{img.shape[0]}, expected {ispec.frame_width}x{ispec.frame_height}"
-                )
-                print(f"warning: skipping {root / name}: {why}", file=sys.stderr)
+            try:
+                img = read_frame(root / name, ispec)
+            except FrameError as e:
+                print(f"warning: skipping {e}", file=sys.stderr)
                 skipped.append(name)
                 continue
             chunk.append(name)
