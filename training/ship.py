@@ -97,6 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stages(spec: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """One line per training stage (a run started from another run's weights has two)."""
+    stages = []
+    tc = spec["train_config"]
+    if tc.get("init_from") and Path(tc["init_from"]).exists():
+        first = read_spec(Path(tc["init_from"]))
+        ftc = first["train_config"]
+        stages.append(
+            f"* Stage 1 (`{ftc['name']}`): {first['epochs_run']} epochs on {ftc['data']['n']} renders (seed "
+            f"{ftc['data']['seed']}), lr {ftc['lr']}, {first.get('train_seconds', 0) / 60:.1f} min."
+        )
+    n = len(stages) + 1
+    stages.append(
+        f"* Stage {n} (`{tc['name']}`{', from ' + tc['init_from'] if tc.get('init_from') else ''}): "
+        f"{spec['epochs_run']} epochs on {tc['data']['n']} renders (seed {tc['data']['seed']}), lr {tc['lr']}, "
+        f"{summary.get('elapsed_s', spec.get('train_seconds', 0)) / 60:.1f} min (rendering "
+        f"{summary.get('data_s', 0):.0f} s of it), peak memory {summary.get('peak_rss_mb', 'n/a')} MB."
+    )
+    return stages
+
+
 def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: Path) -> None:
     tc = spec["train_config"]
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
@@ -112,20 +133,20 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         "defect heatmap. Thresholds: " + json.dumps(spec["thresholds"]) + ".",
         f"* Trained from random weights (no pretrained weights exist here) on {tc['data']['n']} renders "
         f"(seed {tc['data']['seed']}, styles {tc['data']['styles']}, widen {tc['data']['widen']}, up to "
-        f"{tc['data']['max_defects']} defective pins per defective render), {spec['epochs_run']} epochs, "
-        f"batch {tc['batch_size']}, AdamW lr {tc['lr']} with warmup and cosine decay; supervision: "
-        f"{tc['supervision']} (per-token defect map + pin map from the generator's ground truth).",
-        f"* Training took {summary.get('elapsed_s', spec.get('train_seconds', 0)) / 60:.1f} min on the 2-core "
-        f"reference machine (data rendering {summary.get('data_s', 0):.0f} s of it), peak memory "
-        f"{summary.get('peak_rss_mb', 'n/a')} MB.",
+        f"{tc['data']['max_defects']} defective pins per defective render), batch {tc['batch_size']}, AdamW with "
+        f"warmup and cosine decay; supervision: {tc['supervision']} (per-token defect map + pin map from the "
+        "generator's ground truth).",
+        *_stages(spec, summary),
         f"* Data hash `{spec['data']['train_hash']}`, config hash `{spec['config_hash']}`, "
         f"code version {spec['code_version']}.",
         "",
         "## Reproduce",
         "",
         "```bash",
-        "python -m training.train            # the default recipe -> runs/default/",
-        "python -m training.ship --run runs/default   # -> models/default/ + this card",
+        "python -m training.train                      # stage 1, the default recipe -> runs/default/",
+        "python -m training.train --preset continue    # stage 2 -> runs/default-continued/",
+        "python -m training.ship --run runs/default-continued   # -> models/default/ + this card",
+        "python -m export.quantize                     # -> the INT8 / FP32 bundle in models/default/",
         "```",
         "",
         "## Metrics (from `python -m training.ship`, test sets rendered with fresh seeds)",
