@@ -57,7 +57,10 @@ def read_spec(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: Path) -> tuple[PinViT, dict[str, Any]]:
     spec = read_spec(path)
-    model = build(spec["model_name"], PinViTConfig.from_dict(spec["model_config"]).to_dict())
+    try:
+        model = build(spec["model_name"], PinViTConfig.from_dict(spec["model_config"]).to_dict())
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: cannot build the model it describes ({e})") from None
     try:
         state = load_file(str(path))
         model.load_state_dict(state)

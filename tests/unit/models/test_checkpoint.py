@@ -42,3 +42,9 @@ def test_decide_rule():
     assert list(pin) == [0, 5, 5, 5]
     label, _ = decide(scores, pins, {"BENDNG": 0.9, "NUKENG": 0.9})
     assert list(label) == [2, 2, 2, 2]
+
+
+def test_unknown_model_name_is_a_checkpoint_error(tmp_path):
+    path = save_checkpoint(tmp_path / "u.safetensors", build("pinvit_tiny_cs16", {"depth": 1}), {"model_name": "nope"})
+    with pytest.raises(CheckpointError, match="u.safetensors"):
+        load_checkpoint(path)

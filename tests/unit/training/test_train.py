@@ -82,7 +82,9 @@ def test_init_from_refuses_another_architecture(tmp_path):
     from models.checkpoint import save_checkpoint
     from training.train import train
 
-    ckpt = save_checkpoint(tmp_path / "m.safetensors", build("pinvit_tiny_cs16", {"depth": 1}), {"model_name": "x"})
+    ckpt = save_checkpoint(
+        tmp_path / "m.safetensors", build("pinvit_tiny_cs16", {"depth": 1}), {"model_name": "pinvit_tiny_cs16"}
+    )
     cfg = resolve_config(None, None, [f"init_from={ckpt}", f"out={tmp_path}", 'model_overrides={"depth": 2}'])
     with pytest.raises(ValueError, match="architecture"):
         train(cfg, progress=False)
