@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.train import _merge, resolve_config, train
+from training.train import TrainConfig, _merge, check_collapse, resolve_config, train
 
 # Each row: (name, what changes, overrides on top of the default recipe). Read top to bottom: every
 # row adds one ingredient to the row above it.
@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _collapsed(val: dict[str, Any]) -> str:
+    """The training collapse check applied to a row's final validation."""
+    msg = check_collapse(val, epoch=10_000, cfg=TrainConfig())
+    return "no" if msg is None else msg.split(" the model ", 1)[1].split(" (")[0]
+
+
 def write_table(results: dict[str, Any], path: Path) -> None:
     lines = [
         "| row | what changes | train images | epochs | minutes | 3-class acc | NG vs OK | escape | overkill "
@@ -114,7 +120,7 @@ def write_table(results: dict[str, Any], path: Path) -> None:
             f"| {name} | {r['what']} | {cfg['data']['n'] if not cfg['data'].get('folder') else 'folder'} "
             f"| {cfg['epochs']} | {r['elapsed_s'] / 60:.1f} | {v['accuracy']:.3f} | {v['ng_ok_accuracy']:.3f} "
             f"| {v['escape_rate']:.3f} | {v['overkill_rate']:.3f} | {v.get('pin_accuracy', float('nan')):.3f} "
-            f"| {rec} | {'yes' if r.get('collapsed') else 'no'} |"
+            f"| {rec} | {_collapsed(v)} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     body = path.read_text() if path.exists() else ""

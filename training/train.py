@@ -379,12 +379,22 @@ class Collapsed(RuntimeError):
 
 
 def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | None:
-    """A message when the model predicts (nearly) one class for everything, else None."""
+    """A message when the model predicts (nearly) one class for everything, or never predicts a
+    class at all (the original failure called every image class 0), else None."""
+    if epoch < cfg.collapse_after:
+        return None
+    recall = ", ".join(f"{c} {r:.2f}" for c, r in val["recall"].items())
     cls, share = max(val["predicted_share"].items(), key=lambda kv: kv[1])
-    if epoch >= cfg.collapse_after and share >= cfg.collapse_share:
+    if share >= cfg.collapse_share:
         return (
             f"collapsed: after {epoch} epochs the model calls {share:.0%} of validation images {cls} "
-            f"(per-class recall {', '.join(f'{c} {r:.2f}' for c, r in val['recall'].items())}); stopping"
+            f"(per-class recall {recall}); stopping"
+        )
+    never = [c for c, sh in val["predicted_share"].items() if sh < 0.01]
+    if never:
+        return (
+            f"collapsed: after {epoch} epochs the model never predicts {', '.join(never)} "
+            f"(per-class recall {recall}); stopping"
         )
     return None
 

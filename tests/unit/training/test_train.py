@@ -59,6 +59,8 @@ def test_collapse_check_fires_on_a_collapsed_model():
     assert check_collapse(collapsed, epoch=1, cfg=cfg) is None  # too early to judge
     healthy = metrics(labels, labels)
     assert check_collapse(healthy, epoch=5, cfg=cfg) is None
+    never_ok = metrics(labels, np.array([0, 1, 1] * 20))  # calls every part NG: never OK
+    assert "never predicts OK" in check_collapse(never_ok, epoch=5, cfg=cfg)
 
 
 def test_metrics_escape_and_overkill():
