@@ -51,7 +51,7 @@ train: $(STAMP)
 	$(PY) -m training.ship --run runs/default-continued
 
 export: $(STAMP)
-	$(PY) -m export.quantize
+	$(PY) -m export.quantize --name default
 
 benchmark: $(STAMP)
 	$(PY) -m training.synth.benchmark
