@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -68,7 +67,3 @@ def load_checkpoint(path: Path) -> tuple[PinViT, dict[str, Any]]:
         raise CheckpointError(f"{path}: weights do not load ({str(e).splitlines()[0]})") from None
     model.eval()
     return model, spec
-
-
-def set_threads(n: int | None = None) -> None:
-    torch.set_num_threads(n or max(1, torch.get_num_threads()))

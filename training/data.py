@@ -41,17 +41,6 @@ class Samples:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, idx: np.ndarray) -> Samples:
-        return Samples(
-            self.images[idx],
-            self.labels[idx],
-            self.pins[idx],
-            None if self.truth is None else self.truth[idx],
-            [self.files[i] for i in idx],
-            None if self.meta is None else [self.meta[i] for i in idx],
-            None if self.defects is None else [self.defects[i] for i in idx],
-        )
-
 
 def read_labels(folder: Path) -> list[tuple[str, str, int]]:
     """(file, label, pin) rows of a labelled folder's labels.csv."""

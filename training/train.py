@@ -374,10 +374,6 @@ def save_confusion(path: Path, cm: list[list[int]], title: str) -> None:
 # The loop
 
 
-class Collapsed(RuntimeError):
-    pass
-
-
 def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | None:
     """A message when the model predicts (nearly) one class for everything, or never predicts a
     class at all (the original failure called every image class 0), else None."""
