@@ -297,7 +297,7 @@ def _where(verdict: Any, runtime: Any) -> tuple[float, float] | None:
     hm, spec = getattr(verdict, "heatmap", None), getattr(runtime, "input_spec", None)
     if hm is None or spec is None:
         return None
-    from edge_app.overlay import locate
+    from models.overlay import locate
 
     return locate(hm, spec)
 

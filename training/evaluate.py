@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from models import overlay
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.decision import decide
 from models.labels import LabelsError, list_images, read_labels
@@ -32,33 +33,15 @@ from models.part import CLASSES
 from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
 
 
-def overlay(
-    frame: np.ndarray,
-    heat: np.ndarray,
-    ispec: InputSpec,
-    text: str,
-    colour: tuple[int, int, int],
-    pin_xy: tuple[float, float] | None,
-) -> np.ndarray:
-    """The frame with the defect heatmap over the model's crop, the verdict, and the pin circled."""
-    x0, y0, x1, y1 = ispec.crop
-    hm = cv2.resize(heat.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_CUBIC)
-    col = cv2.applyColorMap(np.clip(hm * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    out = frame.copy()
-    roi = out[y0:y1, x0:x1]
-    alpha = np.clip(hm, 0, 1)[..., None] * 0.55
-    out[y0:y1, x0:x1] = (roi * (1 - alpha) + col * alpha).astype(np.uint8)
-    if pin_xy is not None:
-        cv2.circle(out, (int(pin_xy[0]), int(pin_xy[1])), 40, colour, 3, cv2.LINE_AA)
+def annotate(frame: np.ndarray, heat: np.ndarray, ispec: InputSpec, label: str, pin: int, name: str) -> np.ndarray:
+    """The frame as the station draws it (heatmap, defective pin circled), with the verdict on top."""
+    out = overlay.heat_layer(frame, heat, ispec)
+    if label != "OK":
+        overlay.circle(out, overlay.locate(heat, ispec), label, pin)
+    text = f"{label}" + (f"  pin {pin}" if pin else "") + f"  ({name})"
     cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
-    cv2.putText(out, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 2, cv2.LINE_AA)
+    cv2.putText(out, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, overlay.COLOURS_BGR[label], 2, cv2.LINE_AA)
     return out
-
-
-def hottest_cell(heat: np.ndarray, ispec: InputSpec) -> tuple[float, float]:
-    """Frame coordinates of the centre of the most defective-looking token."""
-    i, j = np.unravel_index(int(heat.argmax()), heat.shape)
-    return tuple(ispec.input_to_frame(np.array([(j + 0.5) * ispec.patch, (i + 0.5) * ispec.patch])))  # type: ignore
 
 
 def bend_direction(deg: float) -> str:
@@ -119,12 +102,8 @@ def evaluate(
                 }
             )
             if heatmaps:
-                colour = (60, 200, 60) if CLASSES[lab[k]] == "OK" else (40, 40, 240)
-                text = f"{CLASSES[lab[k]]}" + (f"  pin {pin[k]}" if pin[k] else "") + f"  ({name})"
-                xy = hottest_cell(hm[k], ispec) if pin[k] else None
-                cv2.imwrite(
-                    str(Path(heatmaps) / (Path(name).stem + ".jpg")), overlay(frames[k], hm[k], ispec, text, colour, xy)
-                )
+                out_path = Path(heatmaps) / (Path(name).stem + ".jpg")
+                cv2.imwrite(str(out_path), annotate(frames[k], hm[k], ispec, CLASSES[lab[k]], int(pin[k]), name))
     bar.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from edge_app import overlay
 from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow
 from edge_app.settings import BACKENDS, FIELD_HELP, PRECISIONS, StationConfig, apply
 from edge_app.ui.video import VideoView
+from models import overlay
 
 
 def _with_browse(edit: QLineEdit, pick: Any) -> QWidget:

@@ -28,12 +28,12 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from edge_app import overlay
 from edge_app.pipeline import ModelState, Result, RuntimeLike, SourceState, Status, model_title, runtime_factory
 from edge_app.settings import DEFECT_CLASSES, SettingsError, StationConfig, save_config
 from edge_app.station import Station
 from edge_app.ui.bridge import Bridge
 from edge_app.ui.video import VideoView
+from models import overlay
 
 COLOURS = {"OK": "#2e7d32", "BENDNG": "#c62828", "NUKENG": "#e65100", None: "#555a60"}
 WORDS = {"BENDNG": "bent", "NUKENG": "pushed back or missing"}

@@ -1,8 +1,8 @@
 import numpy as np
 from station_fakes import FakeVerdict, heatmap_at
 
-from edge_app import overlay
 from edge_app.sources import SimSource
+from models import overlay
 from models.preprocess import InputSpec
 
 SPEC = InputSpec()
