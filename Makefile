@@ -10,7 +10,7 @@ help:
 	@echo "make demo       render the default part and run the station on a simulated line"
 	@echo "make test       the default test suite (fast; slow ones: make test-all)"
 	@echo "make lint       ruff, mypy and the import contracts"
-	@echo "make train      retrain the default model from scratch (two stages) and write its model card"
+	@echo "make train      retrain the default model from scratch (~21 min on 2 cores) and write its model card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
 
@@ -44,11 +44,10 @@ demo: $(STAMP)
 	  $(PY) -m edge_app --headless --source sim --frames 600 --quiet --config runs/demo/station.json --archive runs/demo/archive; \
 	fi
 
-# The shipped model: the default recipe, a second stage from its weights, then the model card.
+# The shipped model: the default recipe, then the model card (fresh test sets) into models/default.
 train: $(STAMP)
 	$(PY) -m training.train
-	$(PY) -m training.train --preset continue
-	$(PY) -m training.ship --run runs/default-continued
+	$(PY) -m training.ship --run runs/default
 
 export: $(STAMP)
 	$(PY) -m export.quantize --name default

@@ -47,7 +47,7 @@ class ExportConfig:
     parity_tol: float = 1e-3
     ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
     ort_calibration: str = "minmax"
-    quantize_stem: bool = False  # also quantize the conv stem (faster, less exact: see export/int8.py)
+    quantize_stem: bool = True  # INT8 conv stem too (export/int8.py says why); False keeps it float
     reduce_range: bool = False
     threads: int = 0  # 0 = all cores
     workers: int = 2  # rendering processes
@@ -159,7 +159,7 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
             _done(t, _size(xml.with_suffix(".bin")))
         if "openvino/int8" in keys:
             i += 1
-            stem = "stem quantized" if cfg.quantize_stem else "conv stem and heads float"
+            stem = "conv stem quantized, heads float" if cfg.quantize_stem else "conv stem and heads float"
             t = _step(i, steps, f"OpenVINO IR INT8: NNCF, transformer model type, {stem}, {len(calib)} frames")
             q = quantize_openvino(
                 ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), cfg.quantize_stem, progress

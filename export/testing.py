@@ -67,12 +67,13 @@ def tiny_bundle(
     eval_n: int = 0,
     seed: int = 0,
     part: PartSpec | None = None,
+    quantize_stem: bool = True,
 ) -> Path:
     """Export a tiny checkpoint to a bundle in `out`. Within one process the same arguments give
     the same folder back (tests share it; copy it before damaging it)."""
     from export.build import ALL_MODELS, ExportConfig, build_bundle
 
-    key = (tuple(models or ALL_MODELS), calib_n, eval_n, seed, part.fingerprint() if part else None)
+    key = (tuple(models or ALL_MODELS), calib_n, eval_n, seed, part.fingerprint() if part else None, quantize_stem)
     if key in _BUILT and (_BUILT[key] / "bundle.json").exists():
         return _BUILT[key]
     out = Path(out)
@@ -87,6 +88,7 @@ def tiny_bundle(
         workers=1,
         max_drop=100.0,  # random weights: accuracy is chance either way
         max_escape_rise=100.0,
+        quantize_stem=quantize_stem,
     )
     build_bundle(cfg, progress=False)
     _BUILT[key] = out

@@ -3,12 +3,13 @@
 Why dense heads: one bad pin among 27 is too little signal for an image label at this data
 budget (a plain ViT stays at chance; see docs/ablation.md). The generator knows where every pin
 is, so each output token is told (a) whether a defective pin lies under it and which defect,
-and (b) which pin (1..27) it sits on, if any. The image verdict is read from the most
-defective-looking token, and the pin number from the pin map under the defect.
+and (b) which pin (1..27) it sits on, if any (geometry only: never which pin is defective). The
+image verdict is read from the most defective-looking token, and the pin number from the pin map
+under the defect.
 
 Post-processing lives in `forward`, so torch, ONNX and OpenVINO return the same three outputs:
   scores  (B, 3)       BENDNG, NUKENG, OK probabilities at the most defective-looking token
-  pins    (B, P+1)     which pin is defective (0 = none), weighted by the defect map
+  pins    (B, P+1)     which pin is defective (0 = none): the defect tokens' pin beliefs, combined
   heatmap (B, gh, gw)  per-token probability of a defect
 
 Read top to bottom: blocks, model, configs, registered variants (timm's layout).
@@ -148,8 +149,14 @@ def decode(dense: torch.Tensor, pin_logits: torch.Tensor, grid: tuple[int, int])
     defect = 1.0 - p[..., -1]  # (B, T)
     top = defect.argmax(1, keepdim=True)  # (B, 1)
     scores = torch.gather(p, 1, top.unsqueeze(-1).expand(-1, -1, p.shape[-1]))[:, 0]
-    w = defect / (defect.sum(1, keepdim=True) + 1e-6)
-    pins = (pin_logits.softmax(-1) * w.unsqueeze(-1)).sum(1)
+    # Which pin: every defect token votes with its whole pin belief, in log space (a product of
+    # experts). The pin map is purely geometric, so a token at the edge of the defect may sit
+    # nearer a neighbour; the defective pin is the one no defect token rules out. Weights defect^2
+    # favour the surest defect tokens. Chosen on the validation set: pin named 0.78 with a plain
+    # probability-weighted average, 0.97 with this vote (runs/default, 600 images).
+    w = defect * defect
+    w = w / (w.sum(1, keepdim=True) + 1e-6)
+    pins = (pin_logits.log_softmax(-1) * w.unsqueeze(-1)).sum(1).softmax(-1)
     heatmap = defect.reshape(-1, grid[0], grid[1])
     return scores, pins, heatmap
 

@@ -148,8 +148,11 @@ def dense_targets(
     """Per-token targets from one image's pin positions (P, 4) in input pixels.
 
     defect (T,): class index of the defect under the token, or 2 ("no defect here", = OK index).
-    pinmap (T,): 1..P for the pin whose base-to-tip segment passes within `pin_radius` pitches of
-    the token centre (nearest wins), 0 elsewhere.
+    pinmap (T,): 1..P for the pin slot nearest the token centre, when within `pin_radius` pitches
+    of it, 0 elsewhere. A pin's slot is its actual base-to-tip segment and the segment a straight
+    pin would have there. Purely geometric: a token's pin number never depends on which pin is
+    defective, so naming a pin is learned from every pin in every image, and transfers to defect
+    positions never seen in training (`python -m training.heldout`).
     The defective pin's segment is extended to where its straight tip would be: the evidence
     of a pushed-back or bent pin is partly the *absence* of a tip there.
     """
@@ -159,14 +162,11 @@ def dense_targets(
     base, tip = truth[:, :2], truth[:, 2:]
     n_pins = len(truth)
     pitch = float(np.median(np.linalg.norm(np.diff(base[: min(n_pins, 9)], axis=0), axis=1))) if n_pins > 1 else 20.0
-    d = _seg_dist(centres, base, tip)  # (T, P)
+    straight_vec = np.median(tip - base, axis=0)  # a straight pin's base-to-tip (robust to a few bad pins)
+    d = np.minimum(_seg_dist(centres, base, tip), _seg_dist(centres, base, base + straight_vec))  # (T, P)
     nearest = d.argmin(1)
     pinmap = np.where(d[np.arange(len(centres)), nearest] < pin_radius * pitch, nearest + 1, 0)
     defect = np.full(len(centres), len(CLASSES) - 1, np.int64)
-    ok = np.ones(n_pins, bool)
-    for pin, _ in defects:
-        ok[pin - 1] = False
-    straight_vec = np.median(tip[ok] - base[ok], axis=0) if ok.any() else np.zeros(2, np.float32)
     for pin, label in defects:
         k = pin - 1
         dd = np.minimum(
@@ -176,5 +176,4 @@ def dense_targets(
         hit = dd < defect_radius * pitch
         hit[dd.argmin()] = True
         defect[hit] = label
-        pinmap[hit] = pin  # the defect's evidence belongs to its pin, even where it leans over a neighbour
     return defect, pinmap.astype(np.int64)

@@ -24,8 +24,13 @@ from training.synth.dataset import SynthConfig, generate, parse_styles
 
 TEST_SETS: list[tuple[str, str, dict[str, Any]]] = [
     (
+        "test-allstyles",
+        "fresh seed, every style (photo/flat 50/50), exactly PART.md's ranges (--widen 1): the acceptance set",
+        {"n": 1500, "seed": 525252, "styles": "photo=0.5,flat=0.5", "widen": 1.0},
+    ),
+    (
         "test-mixed",
-        "fresh seed, photo/flat 50/50, camera ranges widened 1.3x (as training)",
+        "fresh seed, photo/flat 50/50, camera ranges widened 1.3x beyond PART.md (as training): a stress set",
         {"n": 1500, "seed": 424242, "styles": "photo=0.5,flat=0.5", "widen": 1.3},
     ),
     (
@@ -109,8 +114,10 @@ def _stages(spec: dict[str, Any], summary: dict[str, Any]) -> list[str]:
             f"{ftc['data']['seed']}), lr {ftc['lr']}, {first.get('train_seconds', 0) / 60:.1f} min."
         )
     n = len(stages) + 1
+    what = f"Stage {n}" if n > 1 else "Training"
+    origin = f", from {tc['init_from']}" if tc.get("init_from") else ""
     stages.append(
-        f"* Stage {n} (`{tc['name']}`{', from ' + tc['init_from'] if tc.get('init_from') else ''}): "
+        f"* {what} (`{tc['name']}`{origin}): "
         f"{spec['epochs_run']} epochs on {tc['data']['n']} renders (seed {tc['data']['seed']}), lr {tc['lr']}, "
         f"{summary.get('elapsed_s', spec.get('train_seconds', 0)) / 60:.1f} min (rendering "
         f"{summary.get('data_s', 0):.0f} s of it), peak memory {summary.get('peak_rss_mb', 'n/a')} MB."
@@ -134,7 +141,8 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         f"* Trained from random weights (no pretrained weights exist here) on {tc['data']['n']} renders "
         f"(seed {tc['data']['seed']}, styles {tc['data']['styles']}, widen {tc['data']['widen']}, up to "
         f"{tc['data']['max_defects']} defective pins per defective render), batch {tc['batch_size']}, AdamW with "
-        f"warmup and cosine decay; supervision: {tc['supervision']} (per-token defect map + pin map from the "
+        f"warmup and cosine decay, mixed precision {tc.get('amp', 'off')}; supervision: {tc['supervision']} "
+        "(per-token defect map + pin map from the "
         "generator's ground truth).",
         *_stages(spec, summary),
         f"* Data hash `{spec['data']['train_hash']}`, config hash `{spec['config_hash']}`, "
@@ -143,9 +151,18 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         "## Reproduce",
         "",
         "```bash",
-        "python -m training.train                      # stage 1, the default recipe -> runs/default/",
-        "python -m training.train --preset continue    # stage 2 -> runs/default-continued/",
-        "python -m training.ship --run runs/default-continued   # -> models/default/ + this card",
+        *(
+            [
+                f"# stage 1 made {tc['init_from']}; stage 2 starts from it (see its config.json)",
+                f"python -m training.train --preset continue --set init_from={tc['init_from']}",
+                f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
+            ]
+            if tc.get("init_from")
+            else [
+                "python -m training.train                      # the default recipe -> runs/default/",
+                "python -m training.ship                       # -> models/default/ + this card",
+            ]
+        ),
         "python -m export.quantize                     # -> the INT8 / FP32 bundle in models/default/",
         "```",
         "",
@@ -162,10 +179,10 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         "defective pin predicted right, of defective images.",
         "",
     ]
-    bd = results.get("test-mixed", {}).get("bend_direction")
+    bd = results.get("test-allstyles", {}).get("bend_direction")
     if bd:
         lines += [
-            "### BENDNG by bend direction (test-mixed)",
+            "### BENDNG by bend direction (test-allstyles)",
             "",
             "PART.md: from one oblique view, a pin bent towards the camera looks like a pushed-back one.",
             "",

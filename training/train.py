@@ -76,7 +76,7 @@ class TrainConfig:
     input: dict[str, Any] = field(default_factory=dict)  # InputSpec overrides
     data: DataConfig = field(default_factory=DataConfig)
     supervision: str = "dense"  # "dense" (per-token targets from the generator) or "image" (labels only)
-    epochs: int = 7
+    epochs: int = 10
     batch_size: int = 16
     lr: float = 1.5e-3
     min_lr: float = 1e-5
@@ -90,6 +90,7 @@ class TrainConfig:
     aug_color: float = 0.15  # random brightness/contrast per image
     collapse_share: float = 0.9  # a validation predicting one class this often...
     collapse_after: int = 3  # ...from this epoch on, stops the run
+    amp: str = "bf16"  # "bf16": mixed precision (torch.autocast; ~1.4x faster on CPUs with AVX512-BF16/AMX), "off"
     init_from: str | None = None  # start from this checkpoint's weights (same architecture) instead of random
     threads: int = 0  # torch threads, 0 = all cores
     seed: int = 0
@@ -118,11 +119,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "heldout-columns",
         "data": {"defect_columns": [1, 2, 3, 5, 6, 8, 9], "val_defect_columns": [4, 7]},
     },
-    # The second stage of the shipped model: the default run's weights, 5 more epochs on 7000
-    # fresh renders at a lower learning rate (validation accuracy was still rising at epoch 7).
+    # Fine-tuning instead of training from scratch: the shipped model's weights, 5 epochs on 7000
+    # fresh renders at a lower learning rate. Add the station's relabelled archive with
+    # --set data.folder=... (or point init_from at another run).
     "continue": {
         "name": "default-continued",
-        "init_from": "runs/default/model.safetensors",
+        "init_from": "models/default/model.safetensors",
         "data": {"seed": 2},
         "epochs": 5,
         "lr": 5e-4,
@@ -174,6 +176,8 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
         cfg = _merge(cfg, over)
     if cfg.supervision not in ("dense", "image"):
         raise ValueError(f"supervision: expected 'dense' or 'image', got {cfg.supervision!r}")
+    if cfg.amp not in ("bf16", "off"):
+        raise ValueError(f"amp: expected 'bf16' or 'off', got {cfg.amp!r}")
     return cfg
 
 
@@ -458,7 +462,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             batch = make_batch(train_s, idx, ispec, cfg, rng)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            loss = compute_loss(model, batch, cfg)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                loss = compute_loss(model, batch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

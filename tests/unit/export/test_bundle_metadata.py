@@ -62,32 +62,63 @@ def test_onnx_graph_interface(bundle):
     assert "If" not in {n.op_type for n in m.graph.node}  # the exporter's squeeze-If is folded
 
 
-def test_int8_onnx_quantizes_weight_matmuls_only(bundle):
-    m = onnx.load(str(bundle / "model_int8.onnx"))
+def _onnx_quantized(path):
+    """(nodes whose weight input is int8-dequantized, source ops of quantized activations)."""
+    m = onnx.load(str(path))
     inits = {i.name for i in m.graph.initializer} | {n.output[0] for n in m.graph.node if n.op_type == "Constant"}
     int8_weights = {n.output[0] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
     quantized = [n for n in m.graph.node if any(i in int8_weights for i in n.input)]
-    assert Counter(n.op_type for n in quantized) == {"MatMul": 16}  # qkv, proj, fc1, fc2 in each of 4 blocks
-    names = [n.name for n in quantized]
-    assert not any("attn/MatMul" in n for n in names)  # attention's activation x activation stays float
-    assert not any("_head/" in n for n in names)  # the output heads stay float
-    # activations are quantized only where a quantized MatMul reads or writes them
     producers = {o: n for n in m.graph.node for o in n.output}
     q_from = Counter(
         producers[n.input[0]].op_type if n.input[0] in producers else "input"
         for n in m.graph.node
         if n.op_type == "QuantizeLinear" and n.input[0] not in inits
     )
-    assert set(q_from) <= {"LayerNormalization", "MatMul", "Mul", "Add", "Transpose", "Reshape", "input"}, q_from
+    return quantized, q_from
 
 
-def test_openvino_int8_keeps_stem_and_heads_float(bundle):
+def _n_convs(bundle):
+    return sum(n.op_type == "Conv" for n in onnx.load(str(bundle / "model_fp32.onnx")).graph.node)
+
+
+def test_int8_onnx_quantizes_the_stem_and_weight_matmuls_only(bundle):
+    quantized, q_from = _onnx_quantized(bundle / "model_int8.onnx")
+    # qkv, proj, fc1, fc2 in each of 4 blocks, and every conv of the stem
+    assert Counter(n.op_type for n in quantized) == {"MatMul": 16, "Conv": _n_convs(bundle)}
+    names = [n.name for n in quantized]
+    assert not any("attn/MatMul" in n for n in names)  # attention's activation x activation stays float
+    assert not any("_head/" in n for n in names)  # the output heads stay float
+    # activations are quantized only where a quantized node reads or writes them
+    allowed = {"LayerNormalization", "MatMul", "Mul", "Add", "Transpose", "Reshape", "Conv", "Relu", "input"}
+    assert set(q_from) <= allowed, q_from
+
+
+def _ov_weight_quantizers(path):
     # NNCF names a weight quantizer "<node>/fq_weights_<i>"; if a new NNCF renames it, update the pattern
     import re
 
-    xml = (bundle / "openvino_int8.xml").read_text()
-    weights = set(re.findall(r'name="([^"]+)/fq_weights_\d+"', xml))
-    assert len(weights) == 16, sorted(weights)  # qkv, proj, fc1, fc2 in each of the 4 blocks
-    assert all(re.fullmatch(r"/blocks/blocks\.\d/(attn/qkv|attn/proj|mlp/fc1|mlp/fc2)/MatMul", w) for w in weights)
-    assert not re.search(r"patch_embed[^\"]*/fq_", xml)  # the conv stem stays float
+    xml = path.read_text()
+    return set(re.findall(r'name="([^"]+)/fq_weights_\d+"', xml)), xml
+
+
+def test_openvino_int8_quantizes_the_stem_and_keeps_heads_float(bundle):
+    import re
+
+    weights, xml = _ov_weight_quantizers(bundle / "openvino_int8.xml")
+    blocks = {w for w in weights if "patch_embed" not in w}
+    assert len(blocks) == 16, sorted(weights)  # qkv, proj, fc1, fc2 in each of the 4 blocks
+    assert all(re.fullmatch(r"/blocks/blocks\.\d/(attn/qkv|attn/proj|mlp/fc1|mlp/fc2)/MatMul", w) for w in blocks)
+    assert len(weights - blocks) == _n_convs(bundle)  # every conv of the stem
     assert not re.search(r"_head/[^\"]*/fq_", xml)
+
+
+def test_float_stem_keeps_the_stem_float_in_both_int8_models(tmp_path_factory):
+    b = tiny_bundle(
+        tmp_path_factory.mktemp("float-stem") / "bundle",
+        models=["onnxruntime/int8", "openvino/int8"],
+        quantize_stem=False,
+    )
+    quantized, _ = _onnx_quantized(b / "model_int8.onnx")
+    assert Counter(n.op_type for n in quantized) == {"MatMul": 16}
+    weights, xml = _ov_weight_quantizers(b / "openvino_int8.xml")
+    assert len(weights) == 16 and not any("patch_embed" in w for w in weights), sorted(weights)

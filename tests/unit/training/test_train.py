@@ -34,7 +34,21 @@ def test_dense_targets_mark_the_defective_pin(tiny_data):
             assert s.pins[i] in set(pinmap[hit])
 
 
-def test_a_few_steps_lower_the_loss(tiny_data):
+def test_pin_map_is_geometric(tiny_data):
+    """Which pin a token sits on must not depend on which pin is defective: a pin map that names
+    the defective pin at the defect (as the first recipe did) teaches the pin head which pin
+    numbers are ever defective, and naming fails on defect positions never seen in training."""
+    s, ispec = tiny_data, InputSpec()
+    ok = next(i for i in range(len(s)) if CLASSES[s.labels[i]] == "OK")
+    _, plain = dense_targets(s.truth[ok], [], ispec)
+    for pin in (4, 13, 25):
+        defect, pinmap = dense_targets(s.truth[ok], [(pin, 0)], ispec)
+        assert (pinmap == plain).all()
+        assert (defect != 2).sum() >= 1 and pin in set(pinmap[defect != 2])
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_a_few_steps_lower_the_loss(tiny_data, amp):
     torch.manual_seed(0)
     cfg = TrainConfig(aug_shift_px=0, aug_color=0)
     model = build("pinvit_tiny_cs16", {"depth": 2})
@@ -43,7 +57,8 @@ def test_a_few_steps_lower_the_loss(tiny_data):
     model.train()
     losses = []
     for _ in range(12):
-        loss = compute_loss(model, batch, cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            loss = compute_loss(model, batch, cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
