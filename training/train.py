@@ -62,6 +62,7 @@ class DataConfig:
     defect_columns: list[int] | None = None  # None = defects anywhere
     val_n: int = 600
     val_seed: int = 9001
+    val_widen: float = 1.3  # validation: photo/flat 50/50 at these camera ranges, whatever the training data
     val_defect_columns: list[int] | None = None
     folder: str | None = None  # a labelled folder to train on instead of rendering one
     val_folder: str | None = None
@@ -228,7 +229,9 @@ def prepare_data(
     val_dir = (
         Path(d.val_folder)
         if d.val_folder
-        else _synth_folder(part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.widen, d.val_defect_columns, cfg.workers)
+        else _synth_folder(
+            part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.val_widen, d.val_defect_columns, cfg.workers
+        )
     )
     train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress)
     val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress)
