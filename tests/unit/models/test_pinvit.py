@@ -1,0 +1,43 @@
+"""PinViT's read-out (`decode`): verdict from the most defective-looking token, pin by vote."""
+
+import math
+
+import timm
+import torch
+
+from models.pinvit import PinViT, decode
+
+GRID = (1, 4)  # four tokens are enough to show the rule
+
+
+def _logits(probs: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(probs).clamp_min(1e-9).log().unsqueeze(0)  # (1, T, K)
+
+
+def test_pin_is_the_one_no_defect_token_rules_out():
+    # three defect tokens around pin 5: each also sees a neighbour (4 or 6); the fourth token is clean
+    dense = _logits([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.0, 0.0, 1.0]])
+    pins = torch.zeros(1, 4, 8)
+    pins[0, 0, 5], pins[0, 0, 6] = 0.5, 0.5
+    pins[0, 1, 5], pins[0, 1, 4] = 0.5, 0.5
+    pins[0, 2, 6], pins[0, 2, 5] = 0.9, 0.1
+    pins[0, 3, 0] = 1.0  # the clean token sits on no pin
+    pin_logits = pins.clamp_min(1e-9).log()
+    # a plain average of the defect tokens' beliefs would name pin 6 (0.47 vs 0.37)
+    assert pins[0, :3].mean(0).argmax().item() == 6
+    scores, pin_probs, heatmap = decode(dense, pin_logits, GRID)
+    assert pin_probs[0, 1:].argmax().item() + 1 == 5
+    assert math.isclose(pin_probs.sum().item(), 1.0, rel_tol=1e-5)
+    assert torch.allclose(scores[0], torch.tensor([0.9, 0.05, 0.05]), atol=1e-4)
+    assert heatmap.shape == (1, *GRID) and heatmap[0, 0, 3] < 1e-6 < heatmap[0, 0, 0]
+
+
+def test_registered_with_timm_and_returns_the_three_outputs():
+    model = timm.create_model("pinvit_tiny_cs16", pretrained=False, depth=1)
+    assert isinstance(model, PinViT)
+    model.eval()
+    with torch.no_grad():
+        scores, pins, heatmap = model(torch.randn(2, 3, 192, 320))
+    assert scores.shape == (2, 3) and pins.shape == (2, 28) and heatmap.shape == (2, 12, 20)
+    assert torch.allclose(scores.sum(1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(pins.sum(1), torch.ones(2), atol=1e-5)
