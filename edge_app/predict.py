@@ -15,7 +15,6 @@ bundle that cannot be used ends with a one-line error naming the file, exit code
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +24,11 @@ import numpy as np
 
 from edge_app.bundle import Backend, BundleError, Precision
 from edge_app.runtime import Runtime
-from models.labels import LabelsError, list_images, read_labels
+from models.labels import LabelsError, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError
 from models.preprocess import FrameError, InputSpec, read_frame
 
-CSV_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
 InputError = LabelsError  # a folder or labels file that cannot be used
 
 
@@ -84,18 +82,16 @@ def predict_folder(
             rows.append({"file": name, "label": v.label, "pin": v.pin, **{f"score_{c}": v.scores[c] for c in CLASSES}})
         bar.update(len(chunk))
     bar.close()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    out = write_predictions(Path(out), rows)
     result: dict[str, Any] = {"n": len(rows), "skipped": len(names) - len(rows), "predictions": str(out)}
     if truth is not None:
         known = [r for r in rows if r["file"] in truth]
         result["unlabelled"] = len(rows) - len(known)
         result["metrics"] = metrics(
-            np.array([truth[r["file"]][0] for r in known], int), np.array([CLASSES.index(r["label"]) for r in known])
+            np.array([truth[r["file"]][0] for r in known], int),
+            np.array([CLASSES.index(r["label"]) for r in known]),
+            np.array([truth[r["file"]][1] for r in known], int),
+            np.array([r["pin"] for r in known], int),
         )
     return result
 

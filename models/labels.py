@@ -6,11 +6,15 @@ Torch-free: training, evaluation, the station's archive and `edge_app.predict` a
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from models.part import CLASSES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+PREDICTION_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
 
 
 class LabelsError(ValueError):
@@ -52,3 +56,22 @@ def read_labels(path: Path) -> dict[str, tuple[int, int]]:
     if not out:
         raise LabelsError(f"{path}: no images listed")
     return out
+
+
+def write_predictions(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """The predictions CSV of training.evaluate and edge_app.predict: `file,label,pin,score_BENDNG,
+    score_NUKENG,score_OK`, one row per image (pin 0 for OK). Written to a temporary file and
+    renamed, so a full disk leaves any earlier file whole; the error names the file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=PREDICTION_FIELDS)
+            w.writeheader()
+            w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise LabelsError(f"{path}: cannot write the predictions ({e.strerror or e})") from None
+    return path

@@ -13,7 +13,6 @@ direction (PART.md: a pin bent towards the camera looks pushed back).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from models import overlay
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.decision import decide
-from models.labels import LabelsError, list_images, read_labels
+from models.labels import LabelsError, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES
 from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
@@ -105,12 +104,7 @@ def evaluate(
                 out_path = Path(heatmaps) / (Path(name).stem + ".jpg")
                 cv2.imwrite(str(out_path), annotate(frames[k], hm[k], ispec, CLASSES[lab[k]], int(pin[k]), name))
     bar.close()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["file", "label", "pin"] + [f"score_{c}" for c in CLASSES])
-        w.writeheader()
-        w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    out = write_predictions(Path(out), rows)
     result: dict[str, Any] = {"n": len(rows), "skipped": skipped, "predictions": str(out)}
     if label_rows is not None:
         known = [r for r in rows if r["file"] in label_rows]
