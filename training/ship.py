@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     part = load_part(spec["train_config"]["part"])
+    # a fine-tuned run's first stage is often the model about to be replaced: read it before copying
+    init = spec["train_config"].get("init_from")
+    first = read_spec(Path(init)) if init and Path(init).exists() else None
     args.dest.mkdir(parents=True, exist_ok=True)
     shipped = args.dest / "model.safetensors"
     shutil.copyfile(ckpt, shipped)
@@ -97,17 +100,17 @@ def main(argv: list[str] | None = None) -> int:
             f"pin {r['metrics'].get('pin_accuracy', float('nan')):.4f}"
         )
     (args.dest / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_card(args.dest / "MODEL_CARD.md", spec, results, args.run)
+    write_card(args.dest / "MODEL_CARD.md", spec, results, args.run, first)
     print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB); card: {args.dest / 'MODEL_CARD.md'}")
     return 0
 
 
-def _stages(spec: dict[str, Any], summary: dict[str, Any]) -> list[str]:
-    """One line per training stage (a run started from another run's weights has two)."""
+def _stages(spec: dict[str, Any], summary: dict[str, Any], first: dict[str, Any] | None) -> list[str]:
+    """One line per training stage: a run started from another checkpoint's weights (`first`, its
+    spec) has two."""
     stages = []
     tc = spec["train_config"]
-    if tc.get("init_from") and Path(tc["init_from"]).exists():
-        first = read_spec(Path(tc["init_from"]))
+    if first is not None:
         ftc = first["train_config"]
         stages.append(
             f"* Stage 1 (`{ftc['name']}`): {first['epochs_run']} epochs on {ftc['data']['n']} renders (seed "
@@ -125,7 +128,9 @@ def _stages(spec: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return stages
 
 
-def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: Path) -> None:
+def write_card(
+    path: Path, spec: dict[str, Any], results: dict[str, Any], run: Path, first: dict[str, Any] | None = None
+) -> None:
     tc = spec["train_config"]
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     lines = [
@@ -144,7 +149,7 @@ def write_card(path: Path, spec: dict[str, Any], results: dict[str, Any], run: P
         f"warmup and cosine decay, mixed precision {tc.get('amp', 'off')}; supervision: {tc['supervision']} "
         "(per-token defect map + pin map from the "
         "generator's ground truth).",
-        *_stages(spec, summary),
+        *_stages(spec, summary, first),
         f"* Data hash `{spec['data']['train_hash']}`, config hash `{spec['config_hash']}`, "
         f"code version {spec['code_version']}.",
         "",

@@ -1,0 +1,25 @@
+"""The model card's training lines (training.ship)."""
+
+from training.ship import _stages
+
+
+def _spec(name, epochs, seed, init_from=None):
+    tc = {"name": name, "data": {"n": 7000, "seed": seed}, "lr": 1e-3, "init_from": init_from}
+    return {"train_config": tc, "epochs_run": epochs, "train_seconds": 1200.0}
+
+
+def test_one_run_is_one_training_line():
+    lines = _stages(_spec("default", 10, 1), {"elapsed_s": 1248, "data_s": 84, "peak_rss_mb": 3348}, None)
+    assert lines == [
+        "* Training (`default`): 10 epochs on 7000 renders (seed 1), lr 0.001, 20.8 min (rendering 84 s of it), "
+        "peak memory 3348 MB."
+    ]
+
+
+def test_a_fine_tuned_run_describes_the_checkpoint_it_started_from():
+    # the first stage's spec is passed in (read before shipping overwrites that checkpoint)
+    first = _spec("default", 10, 1)
+    lines = _stages(_spec("default-continued", 5, 2, "models/default/model.safetensors"), {}, first)
+    assert len(lines) == 2
+    assert lines[0].startswith("* Stage 1 (`default`): 10 epochs on 7000 renders (seed 1)")
+    assert lines[1].startswith("* Stage 2 (`default-continued`, from models/default/model.safetensors): 5 epochs")
