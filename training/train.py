@@ -59,6 +59,7 @@ class DataConfig:
     styles: str = "photo=0.7,flat=0.3"
     widen: float = 1.3
     max_defects: int = 3  # training renders: defective images get 1..K bad pins (more examples per image)
+    away_bends: float = 0.0  # training renders: share of bends drawn small and leaning away from the camera
     defect_columns: list[int] | None = None  # None = defects anywhere
     val_n: int = 600
     val_seed: int = 9001
@@ -177,6 +178,8 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
         cfg = _merge(cfg, over)
     if cfg.supervision not in ("dense", "image"):
         raise ValueError(f"supervision: expected 'dense' or 'image', got {cfg.supervision!r}")
+    if not 0 <= cfg.data.away_bends <= 1:
+        raise ValueError(f"data.away_bends: expected a share between 0 and 1, got {cfg.data.away_bends!r}")
     if cfg.amp not in ("bf16", "off"):
         raise ValueError(f"amp: expected 'bf16' or 'off', got {cfg.amp!r}")
     return cfg
@@ -199,9 +202,13 @@ def _synth_folder(
     cols: list[int] | None,
     workers: int,
     max_defects: int = 1,
+    away_bends: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
-    key = json.dumps([part.fingerprint(), n, seed, styles, widen, cols, max_defects], sort_keys=True)
+    settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
+    if away_bends:  # (absent when 0, so folders rendered before the option are still found)
+        settings.append(away_bends)
+    key = json.dumps(settings, sort_keys=True)
     folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     if not (folder / "dataset.json").exists():
         cfg = SynthConfig(
@@ -212,6 +219,7 @@ def _synth_folder(
             defect_columns=tuple(cols) if cols else None,
             workers=workers,
             max_defects=max_defects,
+            away_bends=away_bends,
         )
         generate(part, cfg, folder, overwrite=True)
     return folder
@@ -224,7 +232,9 @@ def prepare_data(
     train_dir = (
         Path(d.folder)
         if d.folder
-        else _synth_folder(part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects)
+        else _synth_folder(
+            part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects, d.away_bends
+        )
     )
     val_dir = (
         Path(d.val_folder)

@@ -63,12 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         help="training aid: defective images get 1..K bad pins (labels.csv names the first; "
         "meta.jsonl lists all). Default 1, as PART.md defines the classes",
     )
+    ap.add_argument(
+        "--away-bends",
+        type=float,
+        default=0.0,
+        help="training aid: this share (0..1) of bent pins is bent by the lower third of the part's range "
+        "(8-14 degrees for PART.md) and away from the camera, the bend one oblique view shows least. Default 0",
+    )
     ap.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the first images")
     ap.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         spec = load_part(args.part)
+        if not 0 <= args.away_bends <= 1:
+            raise SynthError(f"--away-bends {args.away_bends}: use a share between 0 and 1")
         if not 0.5 <= args.widen <= 3:
             raise SynthError(f"--widen {args.widen}: use a value between 1 (PART.md) and 3")
         cfg = SynthConfig(
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=max(1, args.workers),
             png=args.png,
             max_defects=max(1, args.max_defects),
+            away_bends=args.away_bends,
         )
         labels = generate(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {cfg.n} images to {args.out / 'images'} and {labels}")

@@ -54,6 +54,7 @@ class SynthConfig:
     workers: int = 1
     png: str = "fast"  # "fast" or "small", see PNG_PARAMS
     max_defects: int = 1  # >1: defective images get up to this many bad pins (a training aid)
+    away_bends: float = 0.0  # share of bends drawn small and leaning away from the camera (a training aid)
 
 
 def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
@@ -120,7 +121,9 @@ def image_params(
     style: str,
     extra: list[tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
-    return sample_params(spec, np.random.default_rng([cfg.seed, index]), label, pin, style, cfg.widen, extra or None)
+    return sample_params(
+        spec, np.random.default_rng([cfg.seed, index]), label, pin, style, cfg.widen, extra or None, cfg.away_bends
+    )
 
 
 def _job(args: tuple[PartSpec, dict[str, Any], str, str]) -> dict[str, Any]:
@@ -178,6 +181,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
             "widen": cfg.widen,
             "counts": {c: sum(1 for it in items if it[0] == c) for c in cfg.classes},
             "max_defects": cfg.max_defects,
+            "away_bends": cfg.away_bends,
         }
         (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as e:

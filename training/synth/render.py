@@ -76,11 +76,14 @@ def sample_params(
     style: str,
     widen: float = 1.3,
     extra_defects: list[tuple[int, str]] | None = None,
+    away_bends: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
     label) adds more defective pins: a training aid (more defect examples per image), outside
-    PART.md's one-defect classes; the image keeps `label` and `pin` as its primary defect."""
+    PART.md's one-defect classes; the image keeps `label` and `pin` as its primary defect.
+    `away_bends` (a training aid) draws this share of bends from the ones a single oblique view
+    shows least, see `_defect_params`."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -124,17 +127,24 @@ def sample_params(
         "pin_jitter": [[_u(rng, 0, 360), _u(rng, 0, 1)] for _ in range(spec.n_pins)],
         "outline": _u(rng, 0.6, 2.2),
     }
-    p.update(_defect_params(spec, rng, label))
+    p.update(_defect_params(spec, rng, label, away_bends))
     if extra_defects:
         p["extra_defects"] = [
-            {"pin": int(k), "label": lbl, **_defect_params(spec, rng, lbl)} for k, lbl in extra_defects
+            {"pin": int(k), "label": lbl, **_defect_params(spec, rng, lbl, away_bends)} for k, lbl in extra_defects
         ]
     return p
 
 
-def _defect_params(spec: PartSpec, rng: np.random.Generator, label: str) -> dict[str, float]:
+def _defect_params(spec: PartSpec, rng: np.random.Generator, label: str, away_bends: float = 0.0) -> dict[str, float]:
+    """The defect's own parameters. With `away_bends` > 0, that share of bends is drawn from the
+    lower third of the bend range and within 30 degrees of straight away from the camera: such a
+    pin only shows a slightly longer bar, the bend the model most often missed. At 0 no extra
+    random number is drawn, so data sets rendered before this option stay byte for byte."""
     d = spec.defects
     if label == "BENDNG":  # direction: 0 = right, 90 = away from the camera, 270 = towards it
+        if away_bends > 0 and rng.random() < away_bends:
+            lo, hi = d.bend_deg
+            return {"bend_deg": _u(rng, lo, lo + (hi - lo) / 3), "bend_dir_deg": 90 + _u(rng, -30, 30)}
         return {"bend_deg": _u(rng, *d.bend_deg), "bend_dir_deg": _u(rng, 0, 360)}
     if label == "NUKENG":
         return {"nuke_height": _u(rng, *d.nuke_height)}

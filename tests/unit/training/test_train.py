@@ -93,6 +93,8 @@ def test_config_resolution():
         resolve_config(None, None, ["epoch=2"])
     with pytest.raises(ValueError, match="unknown preset"):
         resolve_config("nope", None, [])
+    with pytest.raises(ValueError, match="away_bends"):
+        resolve_config(None, None, ["data.away_bends=1.5"])
 
 
 def test_init_from_refuses_another_architecture(tmp_path):

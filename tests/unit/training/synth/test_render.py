@@ -63,3 +63,28 @@ def test_bad_arguments():
         sample_params(SPEC, rng, "BENDNG", 0, "photo")
     with pytest.raises(ValueError):
         sample_params(SPEC, rng, "OK", 0, "oil-painting")
+
+
+def test_away_bends_are_small_and_lean_away_from_the_camera():
+    lo, hi = SPEC.defects.bend_deg
+    for seed in range(20):
+        p = sample_params(SPEC, np.random.default_rng(seed), "BENDNG", 14, "flat", away_bends=1.0)
+        assert lo <= p["bend_deg"] <= lo + (hi - lo) / 3
+        assert 60 <= p["bend_dir_deg"] <= 120
+        # seen from the front and above, the tip only climbs: the bar grows longer, barely sideways
+        _, _, tx, ty = ground_truth(SPEC, p)["pins"][13]
+        _, _, ox, oy = ground_truth(SPEC, without_defect(p))["pins"][13]
+        assert oy - ty > 1.5 * abs(tx - ox) - 2
+
+
+def test_away_bends_zero_draws_as_before():
+    """The option costs no random number when off: data sets rendered before it stay identical."""
+    a = sample_params(SPEC, np.random.default_rng(5), "BENDNG", 3, "photo", extra_defects=[(9, "BENDNG")])
+    b = sample_params(
+        SPEC, np.random.default_rng(5), "BENDNG", 3, "photo", extra_defects=[(9, "BENDNG")], away_bends=0.0
+    )
+    c = sample_params(
+        SPEC, np.random.default_rng(5), "BENDNG", 3, "photo", extra_defects=[(9, "BENDNG")], away_bends=0.5
+    )
+    assert a == b
+    assert a["tilt_deg"] == c["tilt_deg"]  # the scene is drawn first; only the defects differ
