@@ -11,6 +11,7 @@ Every figure in the card comes from this command.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -102,7 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     (args.dest / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     write_card(args.dest / "MODEL_CARD.md", spec, results, args.run, first)
     print(f"shipped {shipped} ({shipped.stat().st_size / 1e6:.1f} MB); card: {args.dest / 'MODEL_CARD.md'}")
+    stale = stale_bundle(args.dest, shipped)
+    if stale:
+        print(f"note: {stale}", file=sys.stderr)
     return 0
+
+
+def stale_bundle(dest: Path, checkpoint: Path) -> str | None:
+    """A line saying the station's ONNX/OpenVINO models in `dest` were exported from another
+    checkpoint than `checkpoint` (the station keeps running them until the next export), else None."""
+    try:
+        source = json.loads((dest / "bundle.json").read_text()).get("source", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None  # no bundle yet: nothing stale to warn about
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    if source.get("sha256") == digest:
+        return None
+    return (
+        f"{dest / 'bundle.json'}: its ONNX/OpenVINO models were exported from an earlier checkpoint; the station "
+        f"keeps running them until you export this one: python -m export.quantize --name {dest.name} (make export)"
+    )
 
 
 def _stages(spec: dict[str, Any], summary: dict[str, Any], first: dict[str, Any] | None) -> list[str]:

@@ -1,6 +1,9 @@
 """The model card's training lines (training.ship)."""
 
-from training.ship import _stages
+import hashlib
+import json
+
+from training.ship import _stages, stale_bundle
 
 
 def _spec(name, epochs, seed, init_from=None):
@@ -23,3 +26,15 @@ def test_a_fine_tuned_run_describes_the_checkpoint_it_started_from():
     assert len(lines) == 2
     assert lines[0].startswith("* Stage 1 (`default`): 10 epochs on 7000 renders (seed 1)")
     assert lines[1].startswith("* Stage 2 (`default-continued`, from models/default/model.safetensors): 5 epochs")
+
+
+def test_a_bundle_exported_from_another_checkpoint_is_called_stale(tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"new weights")
+    assert stale_bundle(tmp_path, ckpt) is None  # no bundle yet
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps({"source": {"sha256": hashlib.sha256(b"old weights").hexdigest()}}))
+    msg = stale_bundle(tmp_path, ckpt)
+    assert msg and "bundle.json" in msg and "export.quantize" in msg
+    bundle.write_text(json.dumps({"source": {"sha256": hashlib.sha256(b"new weights").hexdigest()}}))
+    assert stale_bundle(tmp_path, ckpt) is None
