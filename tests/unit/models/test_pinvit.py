@@ -32,6 +32,28 @@ def test_pin_is_the_one_no_defect_token_rules_out():
     assert heatmap.shape == (1, *GRID) and heatmap[0, 0, 3] < 1e-6 < heatmap[0, 0, 0]
 
 
+def test_a_faint_defect_token_does_not_veto_the_surest_one():
+    # the surest defect token leans to pin 5; a faint one at the defect's edge is sure of pin 6
+    dense = _logits([[0.95, 0.0, 0.05], [0.4, 0.0, 0.6], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    pins = torch.full((1, 4, 8), 1e-9)
+    pins[0, 0, 5], pins[0, 0, 6] = 0.6, 0.4
+    pins[0, 1, 5], pins[0, 1, 6] = 0.01, 0.99
+    pins[0, 2:, 0] = 1.0
+    pin_logits = pins.log()
+    # weighted by defect^2 the faint token's certainty would win (pin 6)
+    w = torch.tensor([0.95**2, 0.4**2])
+    w = w / w.sum()
+    assert (pin_logits[0, :2] * w[:, None]).sum(0).argmax().item() == 6
+    _, pin_probs, _ = decode(dense, pin_logits, GRID)
+    assert pin_probs[0].argmax().item() == 5
+
+
+def test_no_defect_anywhere_still_gives_pin_probabilities():
+    dense = _logits([[0.0, 0.0, 1.0]] * 4)
+    _, pin_probs, _ = decode(dense, torch.zeros(1, 4, 8), GRID)
+    assert torch.isfinite(pin_probs).all() and math.isclose(pin_probs.sum().item(), 1.0, rel_tol=1e-5)
+
+
 def test_registered_with_timm_and_returns_the_three_outputs():
     model = timm.create_model("pinvit_tiny_cs16", pretrained=False, depth=1)
     assert isinstance(model, PinViT)
