@@ -23,23 +23,16 @@ from typing import Any
 from models.checkpoint import CheckpointError, read_spec
 from models.part import PartSpec, PartSpecError, part_from_dict
 from training.evaluate import bend_direction, evaluate
-from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles
+from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 SELECTION = {"n": 3000, "seed": 545454, "styles": "photo=0.5,flat=0.5", "widen": 1.0}
 
 
 def selection_set(part: PartSpec, data: Path, n: int, seed: int, workers: int) -> Path:
-    folder = data / f"select-{part.name}-{part.fingerprint()}-{seed}-{n}"
-    if not (folder / "dataset.json").exists():
-        cfg = SynthConfig(
-            n=n,
-            seed=seed,
-            styles=parse_styles(SELECTION["styles"]),
-            widen=SELECTION["widen"],
-            workers=workers,
-        )
-        generate(part, cfg, folder, overwrite=True)
-    return folder
+    cfg = SynthConfig(
+        n=n, seed=seed, styles=parse_styles(SELECTION["styles"]), widen=SELECTION["widen"], workers=workers
+    )
+    return generate_once(part, cfg, data / f"select-{part.name}-{part.fingerprint()}-{seed}-{n}")
 
 
 def escapes_by_kind(folder: Path, preds: Path) -> dict[str, int]:

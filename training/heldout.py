@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.part import load_part
 from training.evaluate import evaluate, print_report
-from training.synth.dataset import SynthConfig, generate, parse_styles
+from training.synth.dataset import SynthConfig, generate_once, parse_styles
 from training.train import resolve_config, train
 
 TEST = {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)}
@@ -41,19 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     part = load_part(cfg.part)
     summary = train(cfg)
     folder = args.data / f"heldout-cols-4-7-{TEST['seed']}"
-    if not (folder / "dataset.json").exists():
-        generate(
-            part,
-            SynthConfig(
-                n=TEST["n"],
-                seed=TEST["seed"],
-                styles=parse_styles(TEST["styles"]),
-                widen=TEST["widen"],
-                defect_columns=TEST["defect_columns"],
-            ),
-            folder,
-            overwrite=True,
-        )
+    cfg_test = SynthConfig(
+        n=TEST["n"],
+        seed=TEST["seed"],
+        styles=parse_styles(TEST["styles"]),
+        widen=TEST["widen"],
+        defect_columns=TEST["defect_columns"],
+    )
+    generate_once(part, cfg_test, folder)
     run = Path(summary["run"])
     result = evaluate(run / "model.safetensors", folder, run / "heldout_preds.csv", progress=False)
     print("\nheld-out columns 4 and 7 (never defective in training):")

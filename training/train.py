@@ -43,7 +43,7 @@ from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
 from training.data import DataError, Samples, dense_targets, folder_hash, load_folder
-from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles
+from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_VERSION = "0.1.0"
@@ -210,19 +210,17 @@ def _synth_folder(
         settings.append(away_bends)
     key = json.dumps(settings, sort_keys=True)
     folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-    if not (folder / "dataset.json").exists():
-        cfg = SynthConfig(
-            n=n,
-            seed=seed,
-            styles=parse_styles(styles),
-            widen=widen,
-            defect_columns=tuple(cols) if cols else None,
-            workers=workers,
-            max_defects=max_defects,
-            away_bends=away_bends,
-        )
-        generate(part, cfg, folder, overwrite=True)
-    return folder
+    cfg = SynthConfig(
+        n=n,
+        seed=seed,
+        styles=parse_styles(styles),
+        widen=widen,
+        defect_columns=tuple(cols) if cols else None,
+        workers=workers,
+        max_defects=max_defects,
+        away_bends=away_bends,
+    )
+    return generate_once(part, cfg, folder)
 
 
 def prepare_data(

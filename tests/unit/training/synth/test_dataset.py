@@ -64,3 +64,17 @@ def test_refuses_to_overwrite_and_bad_requests(tmp_path):
     with pytest.raises(SynthError, match="unknown style"):
         parse_styles("photo=1,cartoon=1")
     assert parse_styles("photo=3,flat=1") == (("photo", 0.75), ("flat", 0.25))
+
+
+def test_generate_once_reuses_the_same_set_and_rerenders_another(tmp_path):
+    from training.synth.dataset import generate_once
+
+    out = tmp_path / "set"
+    generate_once(SPEC, SynthConfig(n=3, seed=1), out, progress=False)
+    stamp = (out / "dataset.json").stat().st_mtime_ns
+    generate_once(SPEC, SynthConfig(n=3, seed=1), out, progress=False)
+    assert (out / "dataset.json").stat().st_mtime_ns == stamp, "the same settings must reuse the folder"
+    generate_once(SPEC, SynthConfig(n=4, seed=1), out, progress=False)
+    assert json.loads((out / "dataset.json").read_text())["n"] == 4
+    generate_once(SPEC, SynthConfig(n=2, seed=1), out, progress=False)
+    assert len(list((out / "images").glob("*.png"))) == 2, "no frame of the earlier set may stay"
