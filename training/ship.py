@@ -11,17 +11,17 @@ Every figure in the card comes from this command.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from edge_app.bundle import BUNDLE_FILE, sha256_file
 from models.checkpoint import CheckpointError, read_spec
 from models.part import load_part
 from training.evaluate import evaluate
-from training.synth.dataset import SynthConfig, generate, parse_styles
+from training.synth.dataset import SynthConfig, generate_once, parse_styles
 
 TEST_SETS: list[tuple[str, str, dict[str, Any]]] = [
     (
@@ -89,16 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name, what, kw in TEST_SETS:
         folder = args.data / f"{name}-{kw['seed']}"
-        if not (folder / "dataset.json").exists():
-            cfg = SynthConfig(
-                n=kw["n"],
-                seed=kw["seed"],
-                styles=parse_styles(kw["styles"]),
-                widen=kw["widen"],
-                defect_columns=kw.get("defect_columns"),
-                workers=args.workers,
-            )
-            generate(part, cfg, folder, overwrite=True)
+        cfg = SynthConfig(
+            n=kw["n"],
+            seed=kw["seed"],
+            styles=parse_styles(kw["styles"]),
+            widen=kw["widen"],
+            defect_columns=kw.get("defect_columns"),
+            workers=args.workers,
+        )
+        generate_once(part, cfg, folder)
         r = evaluate(shipped, folder, folder / "preds.csv", progress=False)
         results[name] = {"what": what, "settings": kw, **r["metrics"]}
         print(
@@ -119,14 +118,13 @@ def stale_bundle(dest: Path, checkpoint: Path) -> str | None:
     """A line saying the station's ONNX/OpenVINO models in `dest` were exported from another
     checkpoint than `checkpoint` (the station keeps running them until the next export), else None."""
     try:
-        source = json.loads((dest / "bundle.json").read_text()).get("source", {})
+        source = json.loads((dest / BUNDLE_FILE).read_text()).get("source", {})
     except (OSError, json.JSONDecodeError, AttributeError):
         return None  # no bundle yet: nothing stale to warn about
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    if source.get("sha256") == digest:
+    if source.get("sha256") == sha256_file(checkpoint):  # as export.build records its source
         return None
     return (
-        f"{dest / 'bundle.json'}: its ONNX/OpenVINO models were exported from an earlier checkpoint; the station "
+        f"{dest / BUNDLE_FILE}: its ONNX/OpenVINO models were exported from an earlier checkpoint; the station "
         f"keeps running them until you export this one: python -m export.quantize --name {dest.name} (make export)"
     )
 
