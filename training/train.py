@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.cpu import has_native_bf16, isa_text
 from models.decision import DEFAULT_THRESHOLDS, decide
 from models.metrics import metrics
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
@@ -92,7 +93,9 @@ class TrainConfig:
     aug_color: float = 0.15  # random brightness/contrast per image
     collapse_share: float = 0.9  # a validation predicting one class this often...
     collapse_after: int = 3  # ...from this epoch on, stops the run
-    amp: str = "bf16"  # "bf16": mixed precision (torch.autocast; ~1.4x faster on CPUs with AVX512-BF16/AMX), "off"
+    # "auto": bf16 autocast where the CPU does bf16 in hardware (AVX512-BF16/AMX), else float32;
+    # "bf16" forces it (emulated, many times slower without that hardware); "off" is float32
+    amp: str = "auto"
     init_from: str | None = None  # start from this checkpoint's weights (same architecture) instead of random
     threads: int = 0  # torch threads, 0 = all cores
     seed: int = 0
@@ -180,9 +183,17 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
         raise ValueError(f"supervision: expected 'dense' or 'image', got {cfg.supervision!r}")
     if not 0 <= cfg.data.away_bends <= 1:
         raise ValueError(f"data.away_bends: expected a share between 0 and 1, got {cfg.data.away_bends!r}")
-    if cfg.amp not in ("bf16", "off"):
-        raise ValueError(f"amp: expected 'bf16' or 'off', got {cfg.amp!r}")
+    if cfg.amp not in AMP_MODES:
+        raise ValueError(f"amp: expected one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
     return cfg
+
+
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def use_bf16(amp: str, flags: frozenset[str] | None = None) -> bool:
+    """Whether `amp` means bf16 autocast on this machine."""
+    return amp == "bf16" or (amp == "auto" and has_native_bf16(flags))
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -301,21 +312,43 @@ def make_batch(
 # Loss and evaluation
 
 
-def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+class NonFiniteLoss(ValueError):
+    """A loss term that is NaN or infinite: training stops rather than write broken weights."""
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over the targets that are known (not -100); 0 when none are, never a mean over
+    nothing (which is NaN: a batch of relabelled photos has no dense targets)."""
+    if not bool((target != -100).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, weight=weight, ignore_index=-100)
+
+
+def loss_terms(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weighted loss terms of one batch, by name; the training loss is their sum."""
     image, dense, pin_logits = model.forward_features(batch["x"])
     if cfg.supervision == "image":
-        return F.cross_entropy(image, batch["image_label"], ignore_index=-100)
+        return {"image": _ce(image, batch["image_label"])}
     n_cls = dense.shape[-1]
     weight = torch.ones(n_cls)
     weight[:-1] = cfg.defect_weight
-    loss = F.cross_entropy(dense.reshape(-1, n_cls), batch["dense"].reshape(-1), weight=weight, ignore_index=-100)
-    loss = loss + cfg.pin_map_weight * F.cross_entropy(
-        pin_logits.reshape(-1, pin_logits.shape[-1]), batch["pinmap"].reshape(-1), ignore_index=-100
-    )
-    loss = loss + cfg.image_weight * F.nll_loss(
-        image_log_scores(dense, model.grid), batch["image_label"], ignore_index=-100
-    )
-    return loss
+    log_scores = image_log_scores(dense, model.grid)
+    has_label = batch["image_label"] != -100
+    return {
+        "dense": _ce(dense.reshape(-1, n_cls), batch["dense"].reshape(-1), weight),
+        "pin_map": cfg.pin_map_weight * _ce(pin_logits.reshape(-1, pin_logits.shape[-1]), batch["pinmap"].reshape(-1)),
+        "image": cfg.image_weight
+        * (F.nll_loss(log_scores, batch["image_label"], ignore_index=-100) if bool(has_label.any()) else log_scores.sum() * 0.0),
+    }
+
+
+def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig, where: str = "") -> torch.Tensor:
+    """The training loss; raises NonFiniteLoss naming the term (and `where`, e.g. the batch)."""
+    terms = loss_terms(model, batch, cfg)
+    for name, value in terms.items():
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise NonFiniteLoss(f"{where}the {name} loss is {value.item()} (not finite); stopping before the weights break")
+    return sum(terms.values(), torch.zeros(()))
 
 
 @torch.no_grad()
@@ -457,8 +490,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
+    bf16 = use_bf16(cfg.amp)
+    print(f"precision: {'bf16 autocast' if bf16 else 'float32'} (amp={cfg.amp}; CPU {isa_text()})")
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, Any]] = []
+    train_images, train_time = 0, 0.0
     log = open(run / "log.jsonl", "w")
     step = 0
     stopped = None
@@ -468,13 +504,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         order = rng.permutation(len(train_s))
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
+        t_epoch = time.time()
         for b in bar:
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = make_batch(train_s, idx, ispec, cfg, rng)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-                loss = compute_loss(model, batch, cfg)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = compute_loss(model, batch, cfg, where=f"epoch {epoch}, batch {b + 1}: ")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -482,6 +519,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step):.1e}")
+        train_time += time.time() - t_epoch
+        train_images += steps_per_epoch * cfg.batch_size
         scores, pins = predict(model, val_s, ispec)
         pred, pred_pin = decide(scores, pins)
         val = metrics(val_s.labels, pred, val_s.pins, pred_pin)
@@ -533,6 +572,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "peak_rss_mb": round(peak_mb),
         "val": val,
         "collapsed": stopped,
+        "precision": "bf16" if bf16 else "float32",
+        "cpu_isa": isa_text(),
+        "train_images_per_s": round(train_images / max(train_time, 1e-9), 2),
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"done in {elapsed / 60:.1f} min (data {t_data:.0f}s), peak memory {peak_mb:.0f} MB; run folder {run}")

@@ -1,0 +1,68 @@
+"""What the CPU can do, read once from the operating system.
+
+Training (whether bf16 autocast pays), export and the station's backend choice all depend on the
+instruction sets a machine has: a factory PC is whatever the plant bought. Torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+# Feature names as Linux's /proc/cpuinfo spells them, in the order a summary lists them.
+ISA_FLAGS: tuple[tuple[str, str], ...] = (
+    ("avx2", "avx2"),
+    ("avx512", "avx512f"),
+    ("vnni", "avx512_vnni"),
+    ("avx_vnni", "avx_vnni"),
+    ("bf16", "avx512_bf16"),
+    ("amx", "amx_bf16"),
+)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where the OS does not say, e.g. not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def isa(flags: frozenset[str] | None = None) -> list[str]:
+    """Short names of the instruction sets that matter here, e.g. ['avx2'] or ['avx2', 'avx512', 'vnni', 'bf16']."""
+    flags = cpu_flags() if flags is None else flags
+    return [short for short, flag in ISA_FLAGS if flag in flags]
+
+
+def isa_text(flags: frozenset[str] | None = None) -> str:
+    names = isa(flags)
+    return "+".join(names) if names else platform.machine()
+
+
+def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """bf16 arithmetic in hardware (AVX512-BF16 or AMX). Without it, bf16 autocast is emulated and
+    trains many times slower than float32."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fingerprint() -> str:
+    """Identifies a machine for per-machine caches: CPU model, cores and instruction sets."""
+    return f"{cpu_name()}|{os.cpu_count()}|{isa_text()}"
