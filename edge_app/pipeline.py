@@ -421,11 +421,12 @@ class Pipeline:
         return not any(t.is_alive() for t in self._threads)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
-        """Applied by the inference thread before its next frame (never mid-inference), or by the
-        last thread as the run ends, so a change made as the source runs out is not lost."""
+        """Applied by the inference thread before its first or next frame (never mid-inference),
+        so thresholds given before the model has loaded hold from the first frame; after the run
+        has ended, applied at once, so a change made as the source runs out is not lost."""
         with self._status_lock:
             self._pending_thresholds = dict(thresholds)
-            if self._alive == 0:
+            if self._threads and self._alive == 0:
                 self._apply_pending_thresholds()
 
     def _apply_pending_thresholds(self) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from models.decision import decide
+from models.part import CLASSES
 from models.preprocess import InputSpec, check_frame
 
 
@@ -38,6 +40,8 @@ def heatmap_at(spec: InputSpec, xy: tuple[float, float] | None) -> np.ndarray:
 class FakeRuntime:
     """Answers from a lookup of the frames it is shown (the simulator's pool: frame -> truth),
     right with probability `accuracy` (a deterministic per-frame draw), after `delay_s` seconds.
+    Its scores (0.96 for the answer, 0.02 for the rest) go through the real decision rule with its
+    thresholds, so raising a threshold above 0.96 turns its NG answers into OK, as on a real model.
     Frames it does not know get `default`. Refuses frames of the wrong size, as the real one does."""
 
     name = "fake-pinvit"
@@ -89,8 +93,13 @@ class FakeRuntime:
                 label, pin, xy = ("OK", 0, None) if label != "OK" else ("BENDNG", 1, None)
             if label != "OK" and pin == 0:
                 pin = 1
-            scores = {c: 0.02 for c in ("BENDNG", "NUKENG", "OK")}
+            scores = {c: 0.02 for c in CLASSES}
             scores[label] = 0.96
+            # the verdict comes from the scores by the real decision rule, so thresholds act as they do
+            pins = np.zeros(28)
+            pins[pin] = 1.0
+            k, pin = (int(v[0]) for v in decide(np.array([[scores[c] for c in CLASSES]]), pins[None], self.thresholds))
+            label = CLASSES[k]
             hm = heatmap_at(self.input_spec, xy if label != "OK" else None)
             out.append(FakeVerdict(label, pin, scores, hm))
         return out

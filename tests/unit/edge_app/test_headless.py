@@ -109,3 +109,26 @@ def test_cli_headless(fake_runtime, capsys, tmp_path):
     assert main([*argv, "--config", str(tmp_path / "s.json"), "--sim-defect-rate", "0.5"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and json.loads(out[0])["summary"]["frames"] == 12
+
+
+@pytest.mark.parametrize("how", ["flag", "settings file"])
+def test_thresholds_given_before_the_model_loads_decide_from_the_first_frame(fake_runtime, capsys, tmp_path, how):
+    """An operator who raises the thresholds above every score must get OK on every frame, from
+    the first one, whether the thresholds come from --threshold or from the settings file."""
+    argv = ["--headless", "--source", "sim", "--frames", "12", "--sim-pool", "20", "--sim-defect-rate", "1.0"]
+    argv += ["--no-archive", "--sim-fps", "0"]
+    settings = tmp_path / "s.json"
+    if how == "flag":
+        argv += ["--threshold", "BENDNG=0.99", "--threshold", "NUKENG=0.99"]
+    else:
+        settings.write_text(json.dumps({"thresholds": {"BENDNG": 0.99, "NUKENG": 0.99}}))
+    assert main([*argv, "--config", str(settings)]) == 0
+    records, summary = parse(capsys.readouterr().out)
+    assert len(records) == 12 and [r["label"] for r in records] == ["OK"] * 12
+    assert fake_runtime["rt"].thresholds == {"BENDNG": 0.99, "NUKENG": 0.99}
+    # the same line at the default thresholds: the fake's answers are NG (it is 90% right)
+    if how == "flag":
+        argv = argv[: argv.index("--threshold")]
+    assert main([*argv, "--config", str(tmp_path / "default.json")]) == 0
+    records, _ = parse(capsys.readouterr().out)
+    assert sum(r["label"] != "OK" for r in records) >= 9
