@@ -18,7 +18,10 @@ from models.part import load_part
 
 FP32_TOL = 1e-3
 MARGIN = 0.15  # score distance from every decision boundary for a verdict to count as clear
-INT8_SCORE_TOL = 0.3  # largest score change INT8 may make on one frame (random weights, scaled heads)
+# Mean score change INT8 may make. No per-frame maximum: a borderline frame of a random-weight
+# model with scaled heads moves by 0.4 on one CPU (AVX2, no VNNI) and 0.1 on another, and either
+# is sound; a broken INT8 model (saturated products) changes clear verdicts, which is checked.
+INT8_MEAN_TOL = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,7 @@ def test_int8_gives_the_fp32_verdict_where_it_is_clear(setup, backend):
     assert clear.sum() >= len(frames) // 3, "too few clear frames: the test would say nothing"
     l32, l8 = decide(s32, p32, th)[0], decide(s8, p8, th)[0]
     assert (l32[clear] == l8[clear]).all(), f"{backend} INT8 changed {int((l32 != l8)[clear].sum())} clear verdicts"
-    assert np.abs(s8 - s32).max() <= INT8_SCORE_TOL
-    assert np.abs(s8 - s32).mean() <= 0.05
+    assert np.abs(s8 - s32).mean() <= INT8_MEAN_TOL
     print(
         f"{backend}: {clear.sum()}/{len(frames)} clear frames, all agree; "
         f"{int((l32 != l8)[~clear].sum())} of {int((~clear).sum())} borderline frames flipped; "
