@@ -26,9 +26,9 @@ from tqdm import tqdm
 from models import overlay
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.decision import decide
-from models.labels import LabelsError, list_images, read_labels, write_predictions
+from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
-from models.part import CLASSES
+from models.part import CLASSES, PartSpecError, part_from_dict
 from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
 
 
@@ -67,9 +67,11 @@ def evaluate(
     thresholds = spec.get("thresholds", {})
     root, names = list_images(images)
     labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
-    label_rows = read_labels(labels_path) if labels_path else None
+    n_pins = part_from_dict(spec["part"], source=f"{checkpoint} (part)").n_pins if "part" in spec else None
+    label_rows = read_labels(labels_path, n_pins) if labels_path else None
+    check_writable(Path(out))
     if heatmaps:
-        Path(heatmaps).mkdir(parents=True, exist_ok=True)
+        check_writable(Path(heatmaps), folder=True)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     bar = tqdm(total=len(names), desc="evaluating", unit="img", disable=not progress)
@@ -102,8 +104,12 @@ def evaluate(
             )
             if heatmaps:
                 out_path = Path(heatmaps) / (Path(name).stem + ".jpg")
-                cv2.imwrite(str(out_path), annotate(frames[k], hm[k], ispec, CLASSES[lab[k]], int(pin[k]), name))
+                img = annotate(frames[k], hm[k], ispec, CLASSES[lab[k]], int(pin[k]), name)
+                if not cv2.imwrite(str(out_path), img):
+                    raise LabelsError(f"{out_path}: cannot write the heatmap image (disk full or not writable?)")
     bar.close()
+    if not rows:
+        raise LabelsError(f"{root}: none of the {len(names)} images could be read (see the warnings); nothing written")
     out = write_predictions(Path(out), rows)
     result: dict[str, Any] = {"n": len(rows), "skipped": skipped, "predictions": str(out)}
     if label_rows is not None:
@@ -116,6 +122,7 @@ def evaluate(
         meta_path = Path(images) / "meta.jsonl"
         if meta_path.exists():
             m["bend_direction"] = _by_bend_direction(meta_path, known)
+            m["missing_pins"] = missing_pins(meta_path, known)
         result["metrics"] = m
     return result
 
@@ -134,6 +141,22 @@ def _by_bend_direction(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str,
     return table
 
 
+MISSING_HEIGHT = 0.1  # a NUKENG pin at or below this share of its height: only the hole (or a stub) shows
+
+
+def missing_pins(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How pins that are (nearly) gone are called: the most obvious defect there is, never OK."""
+    with open(meta_path) as f:
+        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
+    called = [
+        r["label"]
+        for r in rows
+        if (m := meta.get(r["file"])) and m["label"] == "NUKENG" and m["params"]["nuke_height"] <= MISSING_HEIGHT
+    ]
+    escapes = sum(label == "OK" for label in called)
+    return {"n": len(called), "escapes": escapes, "escape_rate": escapes / max(1, len(called))}
+
+
 def print_report(result: dict[str, Any]) -> None:
     print(
         f"{result['n']} images scored -> {result['predictions']}"
@@ -144,6 +167,9 @@ def print_report(result: dict[str, Any]) -> None:
         return
     print()
     print(format_metrics(m))
+    if m.get("missing_pins", {}).get("n"):
+        mp = m["missing_pins"]
+        print(f"missing pins (height <= {MISSING_HEIGHT:.0%}): {mp['escapes']} of {mp['n']} called OK")
     if m.get("bend_direction"):
         print("\nBENDNG images by bend direction -> predicted")
         for d, counts in sorted(m["bend_direction"].items()):
@@ -167,13 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
+        if args.json:
+            check_writable(args.json)
         result = evaluate(args.checkpoint, args.images, args.out, args.labels, args.heatmaps, progress=not args.quiet)
-    except (CheckpointError, LabelsError) as e:
+    except (CheckpointError, LabelsError, PartSpecError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_report(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as e:
+            print(f"error: {args.json}: cannot write the metrics ({e.strerror or e})", file=sys.stderr)
+            return 2
     return 0
 
 

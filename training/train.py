@@ -61,6 +61,7 @@ class DataConfig:
     widen: float = 1.3
     max_defects: int = 3  # training renders: defective images get 1..K bad pins (more examples per image)
     away_bends: float = 0.0  # training renders: share of bends drawn small and leaning away from the camera
+    vary: float = 0.0  # training renders: 0..1, randomize what PART.md leaves open (render.py: _look_params)
     defect_columns: list[int] | None = None  # None = defects anywhere
     val_n: int = 600
     val_seed: int = 9001
@@ -91,6 +92,7 @@ class TrainConfig:
     image_weight: float = 0.5  # multiple-instance image loss on the dense map
     aug_shift_px: int = 12  # random translation of the model input, in input pixels
     aug_color: float = 0.15  # random brightness/contrast per image
+    aug_camera: float = 0.0  # 0..1: per-channel gain, gamma, blur, noise, JPEG, small rotation and scale
     collapse_share: float = 0.9  # a validation predicting one class this often...
     collapse_after: int = 3  # ...from this epoch on, stops the run
     # "auto": bf16 autocast where the CPU does bf16 in hardware (AVX512-BF16/AMX), else float32;
@@ -214,11 +216,14 @@ def _synth_folder(
     workers: int,
     max_defects: int = 1,
     away_bends: float = 0.0,
+    vary: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
     if away_bends:  # (absent when 0, so folders rendered before the option are still found)
         settings.append(away_bends)
+    if vary:
+        settings.append({"vary": vary})
     key = json.dumps(settings, sort_keys=True)
     folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -230,6 +235,7 @@ def _synth_folder(
         workers=workers,
         max_defects=max_defects,
         away_bends=away_bends,
+        vary=vary,
     )
     return generate_once(part, cfg, folder)
 
@@ -242,7 +248,7 @@ def prepare_data(
         Path(d.folder)
         if d.folder
         else _synth_folder(
-            part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects, d.away_bends
+            part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects, d.away_bends, d.vary
         )
     )
     val_dir = (
@@ -266,6 +272,35 @@ def prepare_data(
     )
 
 
+def camera_augment(
+    img: np.ndarray, truth: np.ndarray | None, strength: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Another camera on the same scene: a small rotation and scale about the centre (the pin
+    positions move with it), per-channel gain, gamma, defocus, sensor noise and JPEG. Drawn anew
+    every epoch, so the model cannot learn one renderer's exact pixels."""
+    import cv2
+
+    s = strength
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-4, 4) * s, 1 + rng.uniform(-0.08, 0.08) * s)
+    img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    if truth is not None:
+        pts = truth.reshape(-1, 2) @ m[:, :2].T + m[:, 2]
+        truth = pts.reshape(truth.shape).astype(np.float32)
+    f = img.astype(np.float32) * (1 + rng.uniform(-0.15, 0.15, 3) * s).astype(np.float32)
+    gamma = float(np.exp(rng.uniform(-0.3, 0.3) * s))
+    f = 255.0 * (np.clip(f, 0, 255) / 255.0) ** gamma
+    if rng.random() < 0.3 * s:
+        f = cv2.GaussianBlur(f, (0, 0), rng.uniform(0.3, 1.2))
+    if rng.random() < 0.5 * s:
+        f = f + rng.normal(0, rng.uniform(1, 6), f.shape).astype(np.float32)
+    out = np.clip(f, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3 * s:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 95))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out, truth
+
+
 def make_batch(
     s: Samples, idx: np.ndarray, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator | None
 ) -> dict[str, torch.Tensor]:
@@ -283,6 +318,8 @@ def make_batch(
                 img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
                 if truth is not None:
                     truth = truth + np.float32([dx, dy, dx, dy])
+            if cfg.aug_camera:
+                img, truth = camera_augment(img, truth, cfg.aug_camera, rng)
             if cfg.aug_color:
                 a = 1 + rng.uniform(-cfg.aug_color, cfg.aug_color)
                 b = rng.uniform(-cfg.aug_color, cfg.aug_color) * 128

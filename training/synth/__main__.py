@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         help="training aid: this share (0..1) of bent pins is bent by the lower third of the part's range "
         "(8-14 degrees for PART.md) and away from the camera, the bend one oblique view shows least. Default 0",
     )
+    ap.add_argument(
+        "--vary",
+        type=float,
+        default=0.0,
+        help="0..1: randomize what PART.md leaves open (pin width as drawn, hole size and rim, tip, "
+        "highlights, pin shadows, housing margin and sheen); 1 = full spread. Default 0",
+    )
     ap.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the first images")
     ap.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_part(args.part)
         if not 0 <= args.away_bends <= 1:
             raise SynthError(f"--away-bends {args.away_bends}: use a share between 0 and 1")
+        if not 0 <= args.vary <= 1:
+            raise SynthError(f"--vary {args.vary}: use a value between 0 and 1")
         if not 0.5 <= args.widen <= 3:
             raise SynthError(f"--widen {args.widen}: use a value between 1 (PART.md) and 3")
         cfg = SynthConfig(
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             png=args.png,
             max_defects=max(1, args.max_defects),
             away_bends=args.away_bends,
+            vary=args.vary,
         )
         labels = generate(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {cfg.n} images to {args.out / 'images'} and {labels}")

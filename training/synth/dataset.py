@@ -56,6 +56,7 @@ class SynthConfig:
     png: str = "fast"  # "fast" or "small", see PNG_PARAMS
     max_defects: int = 1  # >1: defective images get up to this many bad pins (a training aid)
     away_bends: float = 0.0  # share of bends drawn small and leaning away from the camera (a training aid)
+    vary: float = 0.0  # 0..1: randomize pin width, holes, tips, highlights, shadows (render.py: _look_params)
 
 
 def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
@@ -123,7 +124,15 @@ def image_params(
     extra: list[tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
     return sample_params(
-        spec, np.random.default_rng([cfg.seed, index]), label, pin, style, cfg.widen, extra or None, cfg.away_bends
+        spec,
+        np.random.default_rng([cfg.seed, index]),
+        label,
+        pin,
+        style,
+        cfg.widen,
+        extra or None,
+        cfg.away_bends,
+        cfg.vary,
     )
 
 
@@ -154,7 +163,12 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "widen": cfg.widen,
         "max_defects": cfg.max_defects,
         "away_bends": cfg.away_bends,
+        "vary": cfg.vary,
     }
+
+
+# Settings added after data sets were first cached, with the value that means "as before".
+_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -166,7 +180,7 @@ def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = 
     except (OSError, json.JSONDecodeError):
         held = None
     want = _settings(spec, cfg)
-    if isinstance(held, dict) and all(held.get(k, 0.0 if k == "away_bends" else None) == v for k, v in want.items()):
+    if isinstance(held, dict) and all(held.get(k, _LATER_SETTINGS.get(k)) == v for k, v in want.items()):
         return out
     if isinstance(held, dict):  # a set this generator rendered with other settings: none of its frames may stay
         shutil.rmtree(out / "images", ignore_errors=True)

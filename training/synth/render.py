@@ -77,13 +77,15 @@ def sample_params(
     widen: float = 1.3,
     extra_defects: list[tuple[int, str]] | None = None,
     away_bends: float = 0.0,
+    vary: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
     label) adds more defective pins: a training aid (more defect examples per image), outside
     PART.md's one-defect classes; the image keeps `label` and `pin` as its primary defect.
     `away_bends` (a training aid) draws this share of bends from the ones a single oblique view
-    shows least, see `_defect_params`."""
+    shows least, see `_defect_params`. `vary` (0..1) randomizes what PART.md leaves open or only
+    approximates, see `_look_params`; at 0 no extra random number is drawn."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -128,6 +130,8 @@ def sample_params(
         "outline": _u(rng, 0.6, 2.2),
     }
     p.update(_defect_params(spec, rng, label, away_bends))
+    if vary > 0:
+        p["look"] = _look_params(rng, vary)
     if extra_defects:
         p["extra_defects"] = [
             {"pin": int(k), "label": lbl, **_defect_params(spec, rng, lbl, away_bends)} for k, lbl in extra_defects
@@ -149,6 +153,37 @@ def _defect_params(spec: PartSpec, rng: np.random.Generator, label: str, away_be
     if label == "NUKENG":
         return {"nuke_height": _u(rng, *d.nuke_height)}
     return {}
+
+
+def _look_params(rng: np.random.Generator, vary: float) -> dict[str, Any]:
+    """How this part and camera differ from the idealized drawing, within what PART.md allows or
+    leaves open: pins a little thicker or thinner as drawn (the ground truth is the pin axis,
+    unchanged), holes of another size with a lit or dark rim and a lighter or darker inside,
+    housings with other margins and a sheen, tips flatter or rounder, highlights narrower or
+    wider, pins casting shadows on the housing, and the empty hole of a pin pushed (nearly) flush
+    left dark, as a pin end deep in its hole is. `vary` scales every spread (1 = full)."""
+
+    def around(centre: float, spread: float, lo: float = -math.inf, hi: float = math.inf) -> float:
+        return float(np.clip(centre + _u(rng, -spread, spread) * vary, lo, hi))
+
+    return {
+        "pin_width": around(1.05, 0.3, 0.7, 1.45),  # drawn radius / the spec's
+        "hole_size": around(1.0, 0.25, 0.75, 1.3),  # drawn hole / the spec's (kept inside the pitch)
+        "hole_inside": around(0.25, 0.2, 0.03, 0.6),  # hole interior, as a share of the housing colour
+        "hole_rim": around(0.0, 0.8, -0.6, 0.9),  # rim ring: <0 darker, >0 lit (a chamfer catching light)
+        "margin": around(1.0, 0.35, 0.6, 1.45),  # drawn housing margin / the spec's
+        "sheen": _u(rng, 0, 0.35 * vary),  # a soft reflection across the housing top
+        "sheen_at": _u(rng, -1, 1),
+        "cap": around(1.0, 0.35, 0.55, 1.4),  # tip ellipse size
+        "cap_light": around(1.2, 0.35, 0.75, 1.7),  # tip brightness
+        "body_dark": around(0.55, 0.2, 0.3, 0.8),  # the unlit side of a pin
+        "highlight": around(0.33, 0.2, 0.12, 0.6),  # width of the bright line, share of the core
+        "highlight_light": around(1.6, 0.4, 1.1, 2.1),
+        "shadow": _u(rng, 0, 0.55 * vary),  # strength of the pins' shadows on the housing
+        "shadow_dir": _u(rng, 0, 360),
+        "shadow_len": _u(rng, 0.2, 1.4),  # in pitches
+        "flush_dark": bool(rng.random() < 0.6 * vary),  # a pin at <15% height: its end stays dark
+    }
 
 
 def without_defect(params: dict[str, Any]) -> dict[str, Any]:
@@ -319,14 +354,40 @@ def _distractors(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -
             cv2.circle(img, c, int(rng.integers(5, 25)), col, -1, _AA)
 
 
+_PLAIN_LOOK: dict[str, Any] = {
+    "pin_width": 1.0,
+    "hole_size": 1.0,
+    "hole_inside": 0.25,
+    "hole_rim": 0.0,
+    "margin": 1.0,
+    "sheen": 0.0,
+    "sheen_at": 0.0,
+    "cap": 1.0,
+    "cap_light": 1.25,
+    "body_dark": 0.55,
+    "highlight": None,  # None: a third of the core, as first drawn
+    "highlight_light": 1.6,
+    "shadow": 0.0,
+    "shadow_dir": 0.0,
+    "shadow_len": 0.0,
+    "flush_dark": False,
+}
+
+
+def _blend(img: np.ndarray, layer: np.ndarray, alpha: float) -> None:
+    cv2.addWeighted(layer, alpha, img, 1 - alpha, 0, dst=img)
+
+
 def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) -> None:
     flat = p["style"] == "flat"
+    look = {**_PLAIN_LOOK, **p.get("look", {})}
     ow = max(1, int(round(p["outline"]))) if flat else 1
     outline = (20, 20, 20) if flat else None
     hc = p["housing_colour"]
     dark_housing = sum(hc) / 3 < 110
-    W = (spec.cols - 1) / 2 + spec.housing_margin
-    H = (spec.rows - 1) / 2 + spec.housing_margin
+    m = spec.housing_margin * look["margin"]
+    W = (spec.cols - 1) / 2 + m
+    H = (spec.rows - 1) / 2 + m
     depth = p["housing_depth"]
     top = np.array([[-W, -H, 0], [W, -H, 0], [W, H, 0], [-W, H, 0]], float)
     front = np.array([[-W, -H, 0], [W, -H, 0], [W, -H, -depth], [-W, -H, -depth]], float)
@@ -335,6 +396,12 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
         _poly(img, shadow, _scale(img[int(np.clip(shadow[2, 1], 0, img.shape[0] - 1)), img.shape[1] // 2], 0.55))
     _poly(img, cam.project(front), _scale(hc, 0.62 if not flat else 0.8), outline, ow)
     _poly(img, cam.project(top), tuple(hc), outline, ow)
+    if not flat and look["sheen"] > 0:  # a soft band of reflected light across the housing top
+        y0 = look["sheen_at"] * H
+        band = np.array([[-W, y0 - 0.45 * H, 0], [W, y0 - 0.2 * H, 0], [W, y0 + 0.45 * H, 0], [-W, y0 + 0.2 * H, 0]])
+        layer = img.copy()
+        _poly(layer, cam.project(band), _scale(hc, 1.0 + 3.0 * look["sheen"]) if dark_housing else (250, 250, 250))
+        _blend(img, cv2.GaussianBlur(layer, (0, 0), 6), min(0.8, look["sheen"] * 1.5))
     if not flat:  # a lit edge along the top front
         e = cam.project(top[:2])
         cv2.line(
@@ -346,26 +413,46 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
             _AA,
         )
     # pin-1 triangle on the housing top, near pin 1 (top-left as seen)
-    m = spec.housing_margin
     tri = np.array([[-W + 0.2 * m, H - 0.2 * m, 0], [-W + 0.55 * m, H - 0.2 * m, 0], [-W + 0.2 * m, H - 0.55 * m, 0]])
     mark = (200, 200, 200) if dark_housing else _scale(hc, 0.55)
     _poly(img, cam.project(tri), mark)
 
     base, tip = pin_geometry(spec, p)
-    radius = spec.pin_diameter / 2
+    radius = spec.pin_diameter / 2 * look["pin_width"]
+    hole_r = min(spec.pin_diameter / 2 * spec.hole_ratio * look["hole_size"], 0.47)
     n = spec.n_pins
     vert = np.tile([0.0, 0, 1], (n, 1))
-    hole_col = (8, 8, 8) if flat else _scale(hc, 0.25)
-    holes = cam.project(_circles(base, radius * spec.hole_ratio, vert))
+    hole_col = (8, 8, 8) if flat else _scale(hc, look["hole_inside"])
+    holes = cam.project(_circles(base, hole_r, vert))
+    rim = None
+    if not flat and look["hole_rim"] > 0.05:
+        rim = tuple(int(c + (245 - c) * look["hole_rim"]) for c in hc)
+    elif not flat and look["hole_rim"] < -0.05:
+        rim = _scale(hc, 1 + look["hole_rim"])
     for k in range(n):
         _poly(img, holes[k], hole_col, outline, 1)
+        if rim is not None:
+            cv2.polylines(img, [np.round(holes[k] * 16).astype(np.int32)], True, rim, 1, _AA, shift=4)
     lengths = np.linalg.norm(tip - base, axis=1)
+    if not flat and look["shadow"] > 0:  # each pin's shadow on the housing top, away from the light
+        a = math.radians(look["shadow_dir"])
+        sdir = np.array([math.cos(a), math.sin(a), 0.0]) * look["shadow_len"]
+        layer = img.copy()
+        ends = cam.project(base + sdir[None] * (lengths / spec.pin_height)[:, None])
+        starts = cam.project(base)
+        width = max(1, int(round(radius * p["pitch_px"] * 1.6)))
+        for k in range(n):
+            if lengths[k] > 1e-3:
+                cv2.line(layer, _ipt(starts[k]), _ipt(ends[k]), _scale(hc, 0.2), width, _AA)
+        _blend(img, cv2.GaussianBlur(layer, (0, 0), 1.5), look["shadow"])
     axes = (tip - base) / np.maximum(lengths, 1e-9)[:, None]
     bcs = cam.project(_circles(base, radius, axes))
     tcs = cam.project(_circles(tip, radius, axes))
+    caps = cam.project(_circles(tip, radius * look["cap"], axes)) if look["cap"] != 1.0 else tcs
     b2s, t2s = cam.project(base), cam.project(tip)
     pc = p["pin_colour"]
-    body, dark, bright, cap, spot = tuple(pc), _scale(pc, 0.55), _scale(pc, 1.6), _scale(pc, 1.25), _scale(pc, 1.9)
+    body, dark = tuple(pc), _scale(pc, look["body_dark"])
+    bright, cap, spot = _scale(pc, look["highlight_light"]), _scale(pc, look["cap_light"]), _scale(pc, 1.9)
     ls = p["light_side"]
     for k in range(n):  # back row first: nearer pins paint over farther ones
         if lengths[k] < 1e-3:
@@ -377,17 +464,21 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
             _poly(img, hull, body, outline, ow)
             _poly(img, tc, cap, outline, 1)
             continue
+        if look["flush_dark"] and lengths[k] < 0.15 * spec.pin_height:  # its end deep in the hole's shadow
+            _poly(img, caps[k], _scale(pc, 0.3 * look["hole_inside"] / 0.25))
+            continue
         _poly(img, hull, dark)
         b2, t2 = b2s[k], t2s[k]
         along = t2 - b2
         nrm = np.array([-along[1], along[0]]) / (math.hypot(along[0], along[1]) + 1e-6)
         core = max(1, int(round(rad_px * 1.1)))
         off = nrm * (ls * rad_px * 0.35)
+        hl = max(1, core // 3) if look["highlight"] is None else max(1, int(round(core * look["highlight"])))
         cv2.line(img, _ipt(b2 + off * 0.5), _ipt(t2 + off * 0.5), body, core, _AA)
-        cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, max(1, core // 3), _AA)
-        _poly(img, tc, cap)
-        centre = tc.mean(0) + nrm * (ls * rad_px * 0.2)
-        cv2.circle(img, _ipt(centre), max(1, int(rad_px * 0.45)), spot, -1, _AA)
+        cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, hl, _AA)
+        _poly(img, caps[k], cap)
+        centre = caps[k].mean(0) + nrm * (ls * rad_px * 0.2)
+        cv2.circle(img, _ipt(centre), max(1, int(rad_px * 0.45 * look["cap"])), spot, -1, _AA)
 
 
 def _ipt(x: np.ndarray) -> tuple[int, int]:

@@ -170,3 +170,19 @@ def test_training_on_relabelled_frames_without_meta_logs_a_finite_loss(tmp_path)
     log = [json.loads(line) for line in (tmp_path / "relabel" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(np.isfinite(r["train_loss"]) and r["train_loss"] > 0 for r in log), log
     assert summary["train_images_per_s"] > 0 and summary["precision"] == "float32"
+
+
+def test_camera_augment_moves_the_pin_positions_with_the_image():
+    from training.train import camera_augment
+
+    rng = np.random.default_rng(0)
+    truth = np.array([[100.0, 60.0, 104.0, 40.0], [220.0, 120.0, 222.0, 100.0]], np.float32)
+    for _ in range(5):
+        img = np.zeros((192, 320, 3), np.uint8)
+        for x, y in truth.reshape(-1, 2):
+            img[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] = 255
+        out, moved = camera_augment(img, truth, 1.0, rng)
+        assert out.shape == img.shape and out.dtype == np.uint8 and moved.shape == truth.shape
+        for x, y in moved.reshape(-1, 2):  # each marked point is still bright where the truth now says
+            patch = out[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 2 : int(round(x)) + 3].max()
+            assert patch > 60, (x, y)

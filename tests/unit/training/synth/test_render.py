@@ -88,3 +88,31 @@ def test_away_bends_zero_draws_as_before():
     )
     assert a == b
     assert a["tilt_deg"] == c["tilt_deg"]  # the scene is drawn first; only the defects differ
+
+
+def test_vary_zero_draws_as_before_and_vary_records_the_look():
+    a = sample_params(SPEC, np.random.default_rng(5), "NUKENG", 3, "photo")
+    assert a == sample_params(SPEC, np.random.default_rng(5), "NUKENG", 3, "photo", vary=0.0) and "look" not in a
+    b = sample_params(SPEC, np.random.default_rng(5), "NUKENG", 3, "photo", vary=1.0)
+    assert {k: v for k, v in b.items() if k != "look"} == a  # the look is drawn last: the scene is the same
+    assert 0.7 <= b["look"]["pin_width"] <= 1.45 and not np.array_equal(render(SPEC, a), render(SPEC, b))
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+def test_varied_look_keeps_the_labels_true(label, seed):
+    """With pins drawn thicker, shadows cast and holes restyled, a defect still changes pixels only
+    around its pin (and its shadow, which falls up to shadow_len pitches from the base)."""
+    pin = [1, 10, 19, 27][seed - 4]
+    p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0)
+    twin = without_defect(p)
+    diff = np.abs(render(SPEC, p).astype(int) - render(SPEC, twin).astype(int)).max(-1)
+    changed = np.argwhere(diff > 3)
+    assert len(changed) > 20, "the defect must be visible"
+    truth = ground_truth(SPEC, p)
+    bx, by, tx, ty = truth["pins"][pin - 1]
+    _, _, ox, oy = ground_truth(SPEC, twin)["pins"][pin - 1]
+    pts = np.array([[bx, by], [tx, ty], [ox, oy]])
+    dist = np.min(np.linalg.norm(changed[:, None, ::-1] - pts[None], axis=-1), axis=1)
+    reach = (0.8 + p["look"]["shadow_len"] * (p["look"]["shadow"] > 0)) * 1.45 * truth["pitch_px"] + 16
+    assert dist.max() < reach, f"pixels changed {dist.max():.0f} px from pin {pin} (allowed {reach:.0f})"
