@@ -116,6 +116,29 @@ def load_folder(folder: Path, spec: InputSpec, workers: int = 2, progress: bool 
     )
 
 
+def concat(a: Samples, b: Samples) -> Samples:
+    """Two sets as one, e.g. renders and a station's relabelled frames. Where only one side has
+    pin positions, the other's are NaN (no dense targets for those images, only the image loss)."""
+    n_pins = next((s.truth.shape[1] for s in (a, b) if s.truth is not None), 0)
+
+    def truth(s: Samples) -> np.ndarray:
+        return s.truth if s.truth is not None else np.full((len(s), n_pins, 4), np.nan, np.float32)
+
+    def defects(s: Samples) -> list[list[tuple[int, int]]]:
+        return s.defects if s.defects is not None else [[] for _ in range(len(s))]
+
+    both_meta = a.meta is not None and b.meta is not None
+    return Samples(
+        images=np.concatenate([a.images, b.images]),
+        labels=np.concatenate([a.labels, b.labels]),
+        pins=np.concatenate([a.pins, b.pins]),
+        truth=None if a.truth is None and b.truth is None else np.concatenate([truth(a), truth(b)]),
+        files=a.files + b.files,
+        meta=(a.meta or []) + (b.meta or []) if both_meta else None,
+        defects=None if a.defects is None and b.defects is None else defects(a) + defects(b),
+    )
+
+
 def folder_hash(folder: Path) -> str:
     """Hash of labels.csv and dataset.json: identifies the training data in a model card."""
     h = hashlib.sha256()

@@ -43,7 +43,7 @@ from models.metrics import metrics
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
-from training.data import DataError, Samples, dense_targets, folder_hash, load_folder
+from training.data import DataError, Samples, concat, dense_targets, folder_hash, load_folder
 from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,6 +68,7 @@ class DataConfig:
     val_widen: float = 1.3  # validation: photo/flat 50/50 at these camera ranges, whatever the training data
     val_defect_columns: list[int] | None = None
     folder: str | None = None  # a labelled folder to train on instead of rendering one
+    mix_folder: str | None = None  # a labelled folder trained on together with the renders (or `folder`)
     val_folder: str | None = None
 
 
@@ -260,16 +261,16 @@ def prepare_data(
     )
     train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress)
     val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress)
-    return (
-        train,
-        val,
-        {
-            "train": str(train_dir),
-            "train_hash": folder_hash(train_dir),
-            "val": str(val_dir),
-            "val_hash": folder_hash(val_dir),
-        },
-    )
+    info = {
+        "train": str(train_dir),
+        "train_hash": folder_hash(train_dir),
+        "val": str(val_dir),
+        "val_hash": folder_hash(val_dir),
+    }
+    if d.mix_folder:
+        train = concat(train, load_folder(Path(d.mix_folder), ispec, workers=cfg.workers, progress=progress))
+        info.update(mix=str(d.mix_folder), mix_hash=folder_hash(Path(d.mix_folder)))
+    return train, val, info
 
 
 def camera_augment(
@@ -310,7 +311,7 @@ def make_batch(
     imgs, dense, pinmap = [], [], []
     for i in idx:
         img = s.images[i]
-        truth = None if s.truth is None else s.truth[i]
+        truth = None if s.truth is None or np.isnan(s.truth[i]).any() else s.truth[i]
         if rng is not None:
             if cfg.aug_shift_px:
                 dx, dy = rng.integers(-cfg.aug_shift_px, cfg.aug_shift_px + 1, 2)

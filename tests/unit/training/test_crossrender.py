@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+
+from export.testing import tiny_checkpoint
+from models.part import load_part
+from models.preprocess import InputSpec
+from training import crossrender, datasets
+from training.data import concat, load_folder
+from training.synth.dataset import SynthConfig, generate
+from training.train import TrainConfig, make_batch
+
+SPEC = load_part("default")
+
+
+def test_score_gives_a_row_per_set_with_missing_pins(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "m" / "model.safetensors", 0, SPEC)
+    rows = crossrender.score(ckpt, ["procedural-test"], n=12, data=tmp_path / "data", progress=False)
+    assert len(rows) == 1 and rows[0]["set"] == "procedural-test" and rows[0]["n"] == 12
+    labels = (tmp_path / "data").glob("procedural-test-*/labels.csv")
+    truth = next(labels).read_text().splitlines()[1:]
+    nuked = [line for line in truth if ",NUKENG," in line]
+    assert rows[0]["missing_pins"]["n"] <= len(nuked)
+    table = crossrender.format_rows(rows, ckpt)
+    assert "| procedural-test | procedural | 12 |" in table
+
+
+def test_cli_refuses_an_unknown_set_in_one_line(capsys):
+    assert crossrender.main(["score", "--sets", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown data set 'nope'" in err[0]
+
+
+def test_blender_set_without_the_blender_venv_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PININSPECT_BLENDER_PYTHON", str(tmp_path / "no-such-python"))
+    with pytest.raises(datasets.DatasetError, match="make blender-venv"):
+        datasets.materialize(datasets.get("blender-select"), SPEC, tmp_path, n=2, progress=False)
+
+
+def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
+    """A mix folder without meta.jsonl (relabelled station frames) joins the renders: its images
+    get the image label only, the renders keep their dense targets."""
+    a, b = tmp_path / "renders", tmp_path / "line"
+    generate(SPEC, SynthConfig(n=6, seed=1), a, progress=False)
+    generate(SPEC, SynthConfig(n=6, seed=2), b, progress=False)
+    (b / "meta.jsonl").unlink()
+    ispec = InputSpec()
+    mixed = concat(load_folder(a, ispec, workers=1, progress=False), load_folder(b, ispec, workers=1, progress=False))
+    assert len(mixed) == 12 and mixed.truth.shape[0] == 12 and np.isnan(mixed.truth[6:]).all()
+    batch = make_batch(mixed, np.arange(12), ispec, TrainConfig(aug_shift_px=0, aug_color=0), None)
+    dense = batch["dense"].numpy()
+    assert (dense[6:] == -100).all() and (dense[:6] >= 0).all()
+    assert (batch["image_label"].numpy() == mixed.labels).all()
+    json.dumps(mixed.files)  # file names stay plain strings

@@ -1,0 +1,132 @@
+"""python -m training.crossrender: does a model know the part, or only the renderer it saw?
+
+Scores a checkpoint on fresh test sets of each renderer (the procedural generator and the
+path-traced Blender renderer, which share no drawing code), or first trains a model on one
+renderer or a mix of both and then scores it on each:
+
+  python -m training.crossrender score --checkpoint models/default/model.safetensors
+  python -m training.crossrender score --checkpoint runs/x/model.safetensors --sets blender-select --n 300
+  python -m training.crossrender train --on blender --set epochs=10     # Blender -> procedural
+  python -m training.crossrender train --on mix                          # both -> each
+
+Every row reports 3-class accuracy, NG vs OK, escape (defective called OK), overkill (good
+called NG), pin named, and missing pins (height <= 10%: only the hole shows), which must never
+be called OK. Sets come from training.datasets (rendered once into data/, then reused); the
+Blender renderer needs `make blender-venv`. Test sets are for scoring; choose recipes on the
+selection sets (`--sets procedural-select,blender-select`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import CheckpointError
+from models.labels import LabelsError
+from models.part import PartSpecError, load_part
+from training import datasets
+from training.evaluate import evaluate
+
+DEFAULT_SETS = ("procedural-test", "blender-test")
+TRAIN_ON = ("procedural", "blender", "mix")
+
+
+def score(
+    checkpoint: Path,
+    set_names: list[str],
+    part: str = "default",
+    n: int | None = None,
+    data: Path = datasets.REPO / "data",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One row of metrics per named set."""
+    spec = load_part(part)
+    rows = []
+    for name in set_names:
+        s = datasets.get(name)
+        folder = datasets.materialize(s, spec, data, n=n, progress=progress)
+        preds = Path(checkpoint).parent / f"preds-{folder.name}.csv"
+        result = evaluate(Path(checkpoint), folder, preds, progress=progress)
+        rows.append({"set": name, "renderer": s.renderer, "folder": str(folder), **result["metrics"]})
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
+    lines = [
+        f"model: {checkpoint}",
+        "| set | renderer | images | 3-class | NG vs OK | escape | overkill | pin named | missing pins called OK |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mp = r.get("missing_pins", {"n": 0, "escapes": 0})
+        lines.append(
+            f"| {r['set']} | {r['renderer']} | {r['n']} | {r['accuracy']:.3f} | {r['ng_ok_accuracy']:.3f} | "
+            f"{r['escape_rate']:.2%} | {r['overkill_rate']:.2%} | {r.get('pin_accuracy', float('nan')):.3f} | "
+            f"{mp['escapes']} of {mp['n']} |"
+        )
+    return "\n".join(lines)
+
+
+def train_on(renderer: str, sets: list[str], part: str, n_blender: int | None, progress: bool) -> Path:
+    """Train the default recipe on `renderer`'s frames (blender, or the renders plus Blender frames
+    for mix) and return the checkpoint."""
+    from training.train import resolve_config, train
+
+    spec = load_part(part)
+    extra: list[str] = [f"name=cross-{renderer}", f"part={part}"]
+    if renderer != "procedural":
+        folder = datasets.materialize(datasets.get("blender-train"), spec, n=n_blender, progress=progress)
+        extra.append(f"data.{'folder' if renderer == 'blender' else 'mix_folder'}={folder}")
+    cfg = resolve_config(None, None, extra + sets)
+    summary = train(cfg, progress=progress)
+    return Path(summary["run"]) / "model.safetensors"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.crossrender",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sc = sub.add_parser("score", help="score a checkpoint on each renderer's test set")
+    sc.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))
+    tr = sub.add_parser("train", help="train on one renderer (or a mix), then score on each")
+    tr.add_argument("--on", choices=TRAIN_ON, required=True, help="frames to train on")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
+    tr.add_argument("--blender-n", type=int, default=None, help="Blender training frames (default: the set's)")
+    for p in (sc, tr):
+        p.add_argument("--sets", default=",".join(DEFAULT_SETS), help=f"sets to score on (known: {', '.join(datasets.SETS)})")
+        p.add_argument("--n", type=int, default=None, help="score on the first N frames of each set's seed (quick look)")
+        p.add_argument("--part", default="default")
+        p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+        p.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    try:
+        for name in names:
+            datasets.get(name)
+        if args.cmd == "train":
+            checkpoint = train_on(args.on, args.set, args.part, args.blender_n, not args.quiet)
+        else:
+            checkpoint = args.checkpoint
+        rows = score(checkpoint, names, args.part, args.n, progress=not args.quiet)
+    except (datasets.DatasetError, CheckpointError, LabelsError, PartSpecError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_rows(rows, checkpoint))
+    if args.json:
+        try:
+            args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "rows": rows}, indent=2) + "\n")
+        except OSError as e:
+            print(f"error: {args.json}: cannot write ({e.strerror})", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
