@@ -162,3 +162,19 @@ def test_review_dialog_relabels_into_labels_csv(window, qtbot):
     assert dlg.pin.value() == 0
     dlg._save()
     assert a.labels()[dlg.rows[0].file] == ("OK", 0)
+
+
+def test_thresholds_set_in_the_window_before_start_decide_the_first_frames(window, qtbot, tmp_path):
+    """The operator turns both thresholds above every score the model gives, before the model
+    has loaded; every frame must then be OK, from the first one (the fake scores NG at 0.96)."""
+    cfg = StationConfig(source="sim", sim_fps=40, sim_pool=20, sim_defect_rate=1.0, archive_enabled=False)
+    win, holder = window(cfg)
+    for box in win.threshold_boxes.values():
+        box.setValue(0.99)
+    seen = []
+    win.verdictShown.connect(lambda r: seen.append(r.verdict.label))
+    win.start()
+    qtbot.waitUntil(lambda: len(seen) >= 5, timeout=15000)
+    win.stop()
+    assert set(seen) == {"OK"}, seen
+    assert holder["rt"].thresholds == {"BENDNG": 0.99, "NUKENG": 0.99}
