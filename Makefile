@@ -59,3 +59,22 @@ benchmark: $(STAMP)
 
 clean:
 	rm -rf runs data .pytest_cache .ruff_cache .mypy_cache
+
+# The Blender renderer (training/blender) in its own venv: bpy 4.5 needs CPython 3.11 and
+# numpy<2, the main venv's OpenCV needs numpy>=2. Only `models` and `training.blender` are used there.
+BLENDER_PYTHON ?= python3
+BLENDER_VENV := .venv-blender
+BLENDER_STAMP := $(BLENDER_VENV)/.installed
+
+.PHONY: blender-venv
+
+$(BLENDER_STAMP): pyproject.toml
+	@$(BLENDER_PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "bpy 4.5 needs CPython 3.11: make blender-venv BLENDER_PYTHON=python3.11"; exit 1; }
+	test -x $(BLENDER_VENV)/bin/python || $(BLENDER_PYTHON) -m venv $(BLENDER_VENV)
+	$(BLENDER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BLENDER_VENV)/bin/python -m pip install --quiet 'bpy==4.5.*' 'numpy<2' 'tqdm>=4.66'
+	$(BLENDER_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(BLENDER_STAMP)
+
+blender-venv: $(BLENDER_STAMP)
