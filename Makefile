@@ -13,6 +13,7 @@ help:
 	@echo "make train      retrain the default model from scratch (~21 min on 2 cores) and write its model card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
+	@echo "make blender-venv  the Blender (bpy) venv for the second, path-traced renderer (training/blender)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +23,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The Blender render test needs .venv-blender (CPython 3.11 only); without it that test is skipped, with the reason.
 test: $(STAMP)
+	@$(MAKE) --no-print-directory blender-venv || echo "note: no Blender venv here; the Blender render test will be skipped"
 	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
 

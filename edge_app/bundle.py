@@ -7,6 +7,8 @@ A bundle is a folder:
   model_int8.onnx        ONNX Runtime, INT8 (static QDQ, MatMul/Gemm weights per channel)
   openvino_fp32.xml/.bin OpenVINO IR, FP32
   openvino_int8.xml/.bin OpenVINO IR, INT8 (NNCF, transformer preset)
+  selfcheck_frames.npz   a few model inputs (JPEG-coded crops) the station times and cross-checks
+                         its models on, to choose one per machine (edge_app/autoselect.py)
 
 Every model file also carries the description itself (ONNX `metadata_props["pininspect"]`,
 OpenVINO `rt_info["pininspect"]["model_info"]`), so a model file copied out of its folder still
@@ -21,10 +23,14 @@ imports it too, so the writer and the reader cannot disagree about the format.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
 
 from models.part import CLASSES, PartSpec, PartSpecError, load_part, part_from_dict
 from models.preprocess import InputSpec
@@ -70,7 +76,13 @@ MODEL_FILES: dict[str, tuple[str, ...]] = {
     model_key(Backend.OPENVINO, Precision.INT8): ("openvino_int8.xml", "openvino_int8.bin"),
 }
 
-# What the station runs when nobody asks for something else: fastest first. OpenVINO FP32 is
+# The self-check frames: crop_resize output (BGR uint8 at the model's input size), JPEG-coded so
+# two dozen fit in well under a megabyte. Listed in bundle.json under "selfcheck" with their sha256.
+FRAMES_FILE = "selfcheck_frames.npz"
+FRAMES_JPEG_QUALITY = 95
+
+# What the station runs when it cannot measure (forced backend or precision narrowed by hand, or
+# a bundle without self-check frames): fastest first on the CPUs it was written for. OpenVINO FP32 is
 # last because it is only there to compare against (and for the parity check).
 PREFERENCE: tuple[str, ...] = ("openvino/int8", "onnxruntime/int8", "onnxruntime/fp32", "openvino/fp32")
 
@@ -231,16 +243,20 @@ def choose(info: dict[str, Any], backend: Backend | str | None, precision: Preci
 
 def verify_files(bundle_dir: Path, info: dict[str, Any], key: str) -> list[Path]:
     """The model's files, after checking each exists and matches the sha256 in bundle.json."""
-    entry = info["models"].get(key)
+    return verify_entry(bundle_dir, info["models"].get(key), f"model {key}")
+
+
+def verify_entry(bundle_dir: Path, entry: Any, what: str) -> list[Path]:
+    """The files of one bundle.json entry ({"files": {name: {sha256, bytes}}}), each checked."""
     if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict) or not entry["files"]:
-        raise BundleError(bundle_dir / BUNDLE_FILE, f"model {key} lists no files")
+        raise BundleError(bundle_dir / BUNDLE_FILE, f"{what} lists no files")
     paths = []
     for name, meta in entry["files"].items():
         p = bundle_dir / name
         if Path(name).name != name:  # a bundle never points outside its folder
             raise BundleError(bundle_dir / BUNDLE_FILE, f"file name {name!r} is not inside the bundle")
         if not p.is_file():
-            raise BundleError(p, f"missing (bundle.json lists it for {key}); copy the whole bundle folder")
+            raise BundleError(p, f"missing (bundle.json lists it for {what}); copy the whole bundle folder")
         size = p.stat().st_size
         if "bytes" in meta and size != meta["bytes"]:
             raise BundleError(
@@ -250,6 +266,52 @@ def verify_files(bundle_dir: Path, info: dict[str, Any], key: str) -> list[Path]
             raise BundleError(p, "sha256 does not match bundle.json: corrupt or replaced, copy the bundle again")
         paths.append(p)
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-check frames
+
+
+def write_frames(path: Path, small: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    """Write crop_resize'd frames (N, h, w, 3) and their class indices (-1: unknown) to `path`;
+    returns the bundle.json "selfcheck" entry. The JPEGs travel as one byte array plus offsets,
+    so reading them back never needs pickle."""
+    coded = []
+    for img in small:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, FRAMES_JPEG_QUALITY])
+        if not ok:
+            raise ValueError(f"{path}: cannot JPEG-encode a self-check frame")
+        coded.append(buf.reshape(-1))
+    offsets = np.cumsum([0] + [len(c) for c in coded]).astype(np.int64)
+    lab = np.full(len(small), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+    with open(path, "wb") as f:
+        np.savez(f, jpeg=np.concatenate(coded), offsets=offsets, labels=lab)
+    counts = {CLASSES[i]: int((lab == i).sum()) for i in range(len(CLASSES)) if (lab == i).any()}
+    return {"files": {path.name: file_entry(path)}, "frames": len(small), "labels": counts}
+
+
+def read_frames(bundle_dir: Path | str, info: dict[str, Any], spec: InputSpec) -> np.ndarray | None:
+    """The bundle's self-check frames as BGR uint8 (N, h, w, 3), checked against bundle.json's
+    sha256; None for a bundle written before they existed. Raises BundleError naming the file."""
+    bundle_dir = Path(bundle_dir)
+    entry = info.get("selfcheck")
+    if entry is None:
+        return None
+    path = verify_entry(bundle_dir, entry, "the self-check frames")[0]
+    try:
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+            data, offsets = z["jpeg"], z["offsets"]
+    except (OSError, ValueError, KeyError) as e:
+        raise BundleError(path, f"not a self-check frames file ({e})") from None
+    frames: list[np.ndarray] = []
+    for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+        img = cv2.imdecode(data[int(a) : int(b)], cv2.IMREAD_COLOR)
+        if img is None or img.shape != (spec.height, spec.width, 3):
+            raise BundleError(path, f"frame {len(frames)} is not a {spec.width}x{spec.height} image")
+        frames.append(img)
+    if not frames:
+        raise BundleError(path, "holds no frames")
+    return np.stack(frames)
 
 
 def check_embedded(text: str | None, info: dict[str, Any], path: Path) -> dict[str, Any]:

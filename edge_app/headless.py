@@ -29,6 +29,7 @@ from edge_app.pipeline import (
     Result,
     RuntimeLike,
     SourceState,
+    model_choice,
     model_title,
     runtime_factory,
 )
@@ -56,11 +57,15 @@ def result_record(r: Result) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     lat = s.get("latency_ms", {})
-    if not s.get("frames"):
-        return f"model    {s.get('model', '?')}\nsource   {s.get('source', '?')}\nframes   0 inspected"
-    lines = [
+    head = [
         f"model    {s.get('model', '?')}",
+        *([f"choice   {s['model_choice']}"] if s.get("model_choice") else []),
         f"source   {s.get('source', '?')}",
+    ]
+    if not s.get("frames"):
+        return "\n".join([*head, "frames   0 inspected"])
+    lines = [
+        *head,
         f"frames   {s['frames']} in {s['seconds']} s = {s['fps']} fps"
         + (f" ({s['dropped']} dropped by latest-frame-wins)" if s.get("dropped") else ""),
         f"latency  capture->verdict p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms"
@@ -145,6 +150,8 @@ def run(
     st = pipe.status
     summary = pipe.summary()
     summary["model"] = model_title(holder.runtime) or str(cfg.model_dir())
+    if model_choice(holder.runtime):
+        summary["model_choice"] = model_choice(holder.runtime)
     summary["source"] = source.describe()
     summary["end"] = f"{st.source.value}" + (f": {st.source_msg}" if st.source_msg else "")
     if archive is not None:

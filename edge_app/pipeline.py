@@ -338,6 +338,11 @@ def model_title(runtime: RuntimeLike | None) -> str:
     return " ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
 
 
+def model_choice(runtime: RuntimeLike | None) -> str:
+    """Why the runtime runs the model it does (measured on this CPU, cached, forced...); '' if it does not say."""
+    return str(getattr(runtime, "choice_reason", "") or "") if runtime is not None else ""
+
+
 # ---------------------------------------------------------------------------------------------
 # The pipeline
 

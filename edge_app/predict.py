@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "--backend",
         choices=[b.value for b in Backend],
         default=None,
-        help="default: the fastest in the bundle (OpenVINO INT8, then ONNX Runtime INT8, FP32)",
+        help="default: the fastest model that agrees with FP32 on this machine (measured once, then cached)",
     )
     ap.add_argument("--precision", choices=[p.value for p in Precision], default=None)
     ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         rt = Runtime(
             args.model, backend=args.backend, precision=args.precision, expected_part=args.part, threads=args.threads
         )
-        print(f"model: {rt.describe()}", file=sys.stderr)
+        print(f"model: {rt.describe()}\nchoice: {rt.choice_reason}", file=sys.stderr)
         result = predict_folder(rt, args.images, args.out, args.labels, max(1, args.batch), progress=not args.quiet)
     except (BundleError, PartSpecError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)

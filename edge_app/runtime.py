@@ -1,6 +1,7 @@
 """The station's inference runtime: a model bundle in, verdicts out. No torch, no timm.
 
-    rt = Runtime("models/default")                  # OpenVINO INT8 if the bundle has it
+    rt = Runtime("models/default")                  # the fastest model that agrees with FP32 on this CPU
+    rt.choice_reason                                # ...and why (edge_app/autoselect.py)
     rt = Runtime(path, backend="onnxruntime", precision="fp32")
     verdict = rt.infer([frame])[0]                  # frame: 640x480 BGR uint8, as OpenCV reads it
     verdict.label, verdict.pin, verdict.scores, verdict.heatmap
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_app import autoselect
 from edge_app.bundle import (
     BUNDLE_FILE,
     INPUT_NAME,
@@ -79,22 +81,37 @@ class Runtime:
     ):
         self.bundle_dir = Path(bundle_dir)
         self.info: dict[str, Any] = read_bundle(self.bundle_dir, expected_part)
-        key = choose(self.info, backend, precision, self.bundle_dir / BUNDLE_FILE)
-        self.backend, self.precision = key.split("/")
         self.input_spec = InputSpec.from_dict(self.info["input"])
         self._thresholds = {
             **DEFAULT_THRESHOLDS,
             **check_thresholds(self.info["thresholds"], self.bundle_dir / BUNDLE_FILE),
         }
         self.threads = threads or default_threads()
-        files = verify_files(self.bundle_dir, self.info, key)
-        self.model_file = files[0]
         self._lock = threading.Lock()
         self._ov_compiled: Any = None
+        if backend is None and precision is None:
+            self.choice = autoselect.select(self.bundle_dir, self.info, self._load_other, self.thresholds, self.threads)
+            self.backend, self.precision = self.choice.key.split("/")
+            # the winner was loaded for the self-check: take over its session instead of loading it again
+            chosen, self.choice.runtime = self.choice.runtime, None
+            self.model_file, self._run, self._ov_compiled = chosen.model_file, chosen._run, chosen._ov_compiled
+            return
+        key = choose(self.info, backend, precision, self.bundle_dir / BUNDLE_FILE)
+        forced = ", ".join(f"{n}={v}" for n, v in (("backend", backend), ("precision", precision)) if v is not None)
+        narrowed = "" if backend is not None and precision is not None else ", first in the fixed preference"
+        self.choice = autoselect.Choice(key, f"{key}: forced ({forced}){narrowed}; not measured")
+        self.backend, self.precision = key.split("/")
+        files = verify_files(self.bundle_dir, self.info, key)
+        self.model_file = files[0]
         if self.backend == Backend.OPENVINO.value:
             self._run = self._load_openvino(files[0])
         else:
             self._run = self._load_onnxruntime(files[0])
+
+    def _load_other(self, key: str) -> Runtime:
+        """Another model of the same bundle, with this runtime's threads (for the self-check)."""
+        b, p = key.split("/")
+        return Runtime(self.bundle_dir, backend=b, precision=p, expected_part=None, threads=self.threads)
 
     # -- what it is --------------------------------------------------------------------------
 
@@ -109,6 +126,11 @@ class Runtime:
     @property
     def key(self) -> str:
         return f"{self.backend}/{self.precision}"
+
+    @property
+    def choice_reason(self) -> str:
+        """Which model runs and why: measured on this CPU, cached, forced, or the fixed preference."""
+        return self.choice.reason
 
     @property
     def thresholds(self) -> dict[str, float]:

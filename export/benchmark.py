@@ -6,7 +6,9 @@
 For each backend and precision the bundle holds, through the station's runtime (edge_app.runtime):
   latency p50 / p95 at batch 1 (the model call alone, and frame -> verdict with preprocessing),
   throughput at batch 8, accuracy / escape / overkill on a rendered labelled set, file size.
-Prints one markdown table; --json and --png write the same numbers as data and as a chart.
+Prints one markdown table, and the model the station would choose on this machine (the same
+self-check edge_app.runtime runs on first load, edge_app/autoselect.py; it uses and fills the
+station's per-user cache); --json and --png write the same numbers as data and as a chart.
 The CPU is shared with whatever else runs: close other work for numbers worth quoting.
 """
 
@@ -29,20 +31,11 @@ from edge_app.bundle import BundleError, available, read_bundle
 from edge_app.runtime import Runtime, default_threads
 from export import data as frames_io
 from export.evaluate import run_runtime
+from models.cpu import cpu_name, isa_text
 from models.decision import decide
 from models.labels import list_images
 from models.metrics import metrics
 from models.part import PartSpecError, part_from_dict
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn: Any, iters: int) -> np.ndarray:
@@ -166,6 +159,8 @@ def run(bundle: Path, n: int, seed: int, iters: int, threads: int, images: Path 
         for key in keys:
             print(f"benchmarking {key} ...", file=sys.stderr, flush=True)
             rows.append(bench_model(bundle, key, frames, full, iters, threads))
+        print("the station's self-check ...", file=sys.stderr, flush=True)
+        station = Runtime(bundle, expected_part=None, threads=threads)
     import onnxruntime
     import openvino
 
@@ -175,6 +170,7 @@ def run(bundle: Path, n: int, seed: int, iters: int, threads: int, images: Path 
         "version": info["version"],
         "machine": {
             "cpu": cpu_name(),
+            "isa": isa_text(),
             "cores": os.cpu_count(),
             "threads": threads,
             "platform": platform.platform(),
@@ -185,6 +181,7 @@ def run(bundle: Path, n: int, seed: int, iters: int, threads: int, images: Path 
         "set": str(images) if images else f"rendered: n={n} seed={seed}",
         "frames": len(frames),
         "rows": rows,
+        "station_choice": {"model": station.key, "reason": station.choice_reason},
     }
 
 
@@ -213,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m = res["machine"]
     header = (
-        f"{res['name']} {res['version']} on {m['cpu']} ({m['cores']} cores, {threads} threads, "
+        f"{res['name']} {res['version']} on {m['cpu']} ({m['isa']}, {m['cores']} cores, {threads} threads, "
         f"load {m['load_average'] or 0:.1f}), onnxruntime {m['onnxruntime']}, openvino {m['openvino']}; "
         f"accuracy on {res['frames']} frames ({res['set']})"
     )
     print(format_table(res["rows"], header))
+    print(f"\nthe station would run {res['station_choice']['reason']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")

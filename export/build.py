@@ -18,7 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_app.bundle import BUNDLE_FILE, MODEL_FILES, PREFERENCE, describe, file_entry, sha256_file
+import numpy as np
+
+from edge_app.bundle import (
+    BUNDLE_FILE,
+    FRAMES_FILE,
+    MODEL_FILES,
+    PREFERENCE,
+    describe,
+    file_entry,
+    sha256_file,
+    write_frames,
+)
 from export import data as frames_io
 from export.evaluate import Evaluation, accuracy_problems, evaluate, format_table, parity_problems
 from export.int8 import ORT_DEFAULT_OPS, float_nodes, quantize_onnx, quantize_openvino, save_openvino, to_openvino
@@ -51,6 +62,7 @@ class ExportConfig:
     reduce_range: bool = False
     threads: int = 0  # 0 = all cores
     workers: int = 2  # rendering processes
+    selfcheck_n: int = 24  # frames the station times and cross-checks its models on (0: none)
     name: str | None = None  # bundle name; default: the training run's name
 
 
@@ -175,6 +187,15 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
             "models": {k: {"files": {p.name: file_entry(p) for p in files[k]}} for k in keys},
             "export": {**dataclasses.asdict(cfg), "calibration_frames": len(calib)},
         }
+        if cfg.selfcheck_n > 0:
+            # held-out frames where there are some (the station's check should not be on frames
+            # the INT8 models were calibrated on), OK and defective alike
+            src = ev_frames if ev_frames is not None else calib
+            pick = selfcheck_indices(src.labels, len(src), cfg.selfcheck_n)
+            info["selfcheck"] = write_frames(
+                stage / FRAMES_FILE, src.small[pick], None if src.labels is None else src.labels[pick]
+            )
+            info["selfcheck"]["source"] = src.name
         _write_json(stage / BUNDLE_FILE, info)
 
         i += 1
@@ -254,6 +275,20 @@ def _frames(
     return frames_io.load(out, ispec, name)
 
 
+def selfcheck_indices(labels: np.ndarray | None, n_frames: int, n: int) -> np.ndarray:
+    """`n` frames taken in turn from each class (file order within a class), so the self-check
+    sees OK and defective parts even from a set that is mostly one of them."""
+    if labels is None:
+        return np.arange(min(n, n_frames))
+    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    out: list[int] = []
+    while len(out) < min(n, n_frames):
+        for idx in by_class:
+            if idx and len(out) < n:
+                out.append(int(idx.pop(0)))
+    return np.array(sorted(out))
+
+
 def _evaluation_record(ev: Evaluation, cfg: ExportConfig, n: int) -> dict[str, Any]:
     return {
         "frames": n,
@@ -287,5 +322,10 @@ def _install(stage: Path, out: Path, files: dict[str, list[Path]], keys: list[st
         if k not in keys:
             for n in names:
                 (out / n).unlink(missing_ok=True)
+    if (stage / FRAMES_FILE).exists():
+        shutil.copyfile(stage / FRAMES_FILE, out / (FRAMES_FILE + ".tmp"))
+        os.replace(out / (FRAMES_FILE + ".tmp"), out / FRAMES_FILE)
+    else:
+        (out / FRAMES_FILE).unlink(missing_ok=True)
     shutil.copyfile(stage / BUNDLE_FILE, out / (BUNDLE_FILE + ".tmp"))
     os.replace(out / (BUNDLE_FILE + ".tmp"), out / BUNDLE_FILE)

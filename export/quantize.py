@@ -17,7 +17,8 @@ What it does, in order (each step prints its progress):
   7. accuracy of every model on the evaluation set (accuracy, NG/OK accuracy, escape and overkill
      rate), and the gate: an INT8 model may lose at most --max-drop accuracy points against the
      FP32 model of its backend, and may not raise the escape rate
-  8. only then writes the bundle (model files, bundle.json with sha256s) into --out
+  8. only then writes the bundle (model files, 24 self-check frames the station chooses its model
+     on, bundle.json with sha256s) into --out
 
 Exit codes: 0 written; 1 a check failed (the output folder is left as it was); 2 bad input.
 Takes a few minutes on a 2-core PC for the default model.

@@ -30,3 +30,27 @@ def decide(
     label = np.where(ng, np.array(defect_idx)[d.argmax(1)], ok)
     pin = np.where(ng, pins[:, 1:].argmax(1) + 1, 0)
     return label, pin
+
+
+def clear_of_thresholds(
+    scores: np.ndarray, thresholds: dict[str, float] | None = None, margin: float = 0.1
+) -> np.ndarray:
+    """(N,) bool: frames whose verdict under `decide` sits more than `margin` from the nearest
+    threshold, so a small change of the scores cannot flip it. For an NG frame the two likeliest
+    defect classes must also be `margin` apart (they name the class).
+
+    Comparing two models of one network (INT8 against FP32) only on these frames tells a model
+    that computes something else from one that rounds a borderline frame the other way.
+    """
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    scores = np.atleast_2d(scores)
+    defect_idx = [i for i, c in enumerate(CLASSES) if c != "OK"]
+    d = scores[:, defect_idx]
+    limits = np.array([th[CLASSES[i]] for i in defect_idx])
+    # decide's NG test as signed distances: NG exactly when the largest is >= 0
+    dist = np.concatenate([d - limits, (d.sum(1) - limits.min())[:, None]], axis=1).max(1)
+    clear = np.abs(dist) > margin
+    if d.shape[1] > 1:
+        top = np.sort(d, axis=1)
+        clear &= (dist < 0) | (top[:, -1] - top[:, -2] > margin)
+    return clear

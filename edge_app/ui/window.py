@@ -3,6 +3,7 @@ captures, infers or writes files (edge_app.station does, on its own threads)."""
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,16 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from edge_app.pipeline import ModelState, Result, RuntimeLike, SourceState, Status, model_title, runtime_factory
+from edge_app.pipeline import (
+    ModelState,
+    Result,
+    RuntimeLike,
+    SourceState,
+    Status,
+    model_choice,
+    model_title,
+    runtime_factory,
+)
 from edge_app.settings import DEFECT_CLASSES, SettingsError, StationConfig, save_config
 from edge_app.station import Station
 from edge_app.ui.bridge import Bridge
@@ -349,7 +359,7 @@ class StationWindow(QMainWindow):
         model_text = {
             ModelState.NOT_LOADED: "not loaded yet (loads on Start)",
             ModelState.LOADING: "loading...",
-            ModelState.READY: model_title(self.station.model.runtime),
+            ModelState.READY: _title_and_choice(self.station.model.runtime),
             ModelState.FAILED: "<b style='color:#b71c1c'>cannot load</b>",
         }[st.model]
         self.model_label.setText(model_text)
@@ -442,3 +452,10 @@ class StationWindow(QMainWindow):
 
     def problems(self) -> dict[str, Any]:
         return dict(self._problems)
+
+
+def _title_and_choice(runtime: RuntimeLike | None) -> str:
+    """The model line: name, version, backend, and below it why this backend runs on this PC."""
+    why = model_choice(runtime)
+    title = html.escape(model_title(runtime))
+    return title + (f"<br><small>{html.escape(why)}</small>" if why else "")

@@ -48,6 +48,11 @@ def test_benchmark_table_json_and_chart(bundle, tmp_path):
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
         assert row["throughput_fps_batch8"] > 0 and 0 <= row["accuracy"] <= 1 and row["size_mb"] > 0
     assert (tmp_path / "b.png").stat().st_size > 10_000
+    from models.cpu import isa_text
+
+    assert f"({isa_text()}, " in r.stdout.splitlines()[0]  # the header names the CPU's instruction sets
+    pick = res["station_choice"]["model"]
+    assert f"\nthe station would run {pick}: " in r.stdout and pick in [row["model"] for row in res["rows"]]
     r = _run("export.benchmark", "--model", str(tmp_path), "--quiet")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "bundle.json" in r.stderr
 

@@ -43,6 +43,7 @@ def test_headless_verdicts_are_the_runtimes(bundle):
         assert (r["label"], r["pin"]) == (d.label, d.pin)
         assert r["scores"] == pytest.approx(d.scores, abs=1e-3)
     assert summary["model"].startswith(rt.name) and summary["frames"] == 16
+    assert summary["model_choice"].split(" [")[0] == rt.choice_reason.split(" [")[0]  # the same choice, cached
 
 
 def test_cli_headless_with_a_bundle(bundle, tmp_path):
@@ -77,6 +78,7 @@ def test_window_runs_the_real_runtime(bundle, qtbot, tmp_path):
         assert win.status().model is ModelState.READY
         rt = Runtime(bundle)
         assert rt.name in win.model_label.text() and rt.version in win.model_label.text()
+        assert f"{rt.key}: " in win.model_label.text()  # and why this model runs on this PC
         for cls, box in win.threshold_boxes.items():
             assert box.value() == pytest.approx(rt.thresholds[cls])  # the bundle's own thresholds
     finally:
