@@ -33,9 +33,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.labels import LabelsError, read_labels
+from models.part import CLASSES
+
 log = logging.getLogger(__name__)
 
-CLASSES: tuple[str, ...] = ("BENDNG", "NUKENG", "OK")
 FLAGGED_HEADER = ["time", "file", "label", "pin", *(f"score_{c}" for c in CLASSES), "source", "x", "y"]
 LABELS_HEADER = ["file", "label", "pin"]
 MIN_FREE_BYTES = 50 * 2**20  # leave the disk to the rest of the PC before it is completely full
@@ -208,6 +210,9 @@ class Archive:
         new = not path.exists() or path.stat().st_size == 0
         if new:
             w.writerow(header)
+        elif Archive._cut_off(path):  # power lost mid-row: end that row, or the new one is glued onto it
+            log.warning("%s: its last row was cut off; ended it so the new row starts on its own line", path)
+            buf.write("\n")
         w.writerow(row)
         with open(path, "a", newline="") as f:
             size = f.tell()
@@ -218,22 +223,37 @@ class Archive:
                 f.truncate(size)  # a half-written row would corrupt every later read
                 raise
 
+    @staticmethod
+    def _cut_off(path: Path) -> bool:
+        """Whether the file's last line lacks its newline."""
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+
     # -- reading and relabelling ----------------------------------------------------------------
 
     def labels(self) -> dict[str, tuple[str, int]]:
         """The reviewed labels, file -> (label, pin)."""
         path = self.root / "labels.csv"
-        if not path.exists():
+        if not path.exists() or path.stat().st_size == 0:
             return {}
-        with open(path, newline="") as f:
-            return {r["file"]: (r["label"], int(r["pin"] or 0)) for r in csv.DictReader(f)}
+        try:
+            rows = read_labels(path, self.n_pins, allow_empty=True)
+        except LabelsError as e:
+            # refused rather than skipped: a relabel rewrites the file, and must not drop a row
+            raise ArchiveError(f"{e}; fix or remove that row") from None
+        return {f: (CLASSES[c], pin) for f, (c, pin) in rows.items()}
 
     def flagged(self) -> list[FlaggedRow]:
         """Every saved NG frame, newest first, with its reviewed label when there is one."""
         path = self.root / "flagged.csv"
         if not path.exists():
             return []
-        reviewed = self.labels()
+        try:
+            reviewed = self.labels()
+        except ArchiveError as e:  # the flagged frames stay listable; relabel refuses until it is fixed
+            log.warning("%s", e)
+            reviewed = {}
         rows = []
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
@@ -253,7 +273,7 @@ class Archive:
                     where: tuple[float, float] | None = (float(r["x"]), float(r["y"]))
                 except (KeyError, TypeError, ValueError):
                     where = None
-                row = FlaggedRow(r["time"], r["file"], r["label"], pin, scores, r.get("source", ""))
+                row = FlaggedRow(r["time"], r["file"], r.get("label") or "?", pin, scores, r.get("source") or "")
                 row.reviewed, row.where = reviewed.get(r["file"]), where
                 rows.append(row)
         return rows[::-1]

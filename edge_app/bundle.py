@@ -174,7 +174,7 @@ def check_description(info: Any, path: Path) -> None:
     missing = [k for k in REQUIRED if k not in info]
     if missing:
         raise BundleError(path, f"missing field(s) {', '.join(missing)}")
-    if tuple(info["classes"]) != CLASSES:
+    if not isinstance(info["classes"], list) or tuple(info["classes"]) != CLASSES:
         raise BundleError(path, f"classes {info['classes']} differ from this version's {list(CLASSES)}")
     try:
         InputSpec.from_dict(info["input"])

@@ -6,14 +6,16 @@ summary at the end (frames, fps, latency p50/p95/p99, counts, accuracy vs truth 
     {"summary": {"frames": 600, "fps": 212.4, "latency_ms": {"p50": ..., "p95": ..., "p99": ...}, ...}}
 
 A readable copy of the summary goes to stderr. Exit status: 0 when the run ended normally (frame
-count reached, or the video/folder ended), 1 when the model or the source failed (the reason on
-stderr), 130 on Ctrl-C (after printing the summary of what was done).
+count reached, the video/folder ended, or SIGINT / SIGTERM: the frame being inspected is finished,
+the archive flushed and the summary printed), 1 when the model or the source failed or nothing at
+all was inspected (the reason on stderr). A second signal ends the process at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -34,9 +36,10 @@ from edge_app.pipeline import (
     runtime_factory,
 )
 from edge_app.settings import StationConfig
-from edge_app.sources import SourceError, make_source
+from edge_app.sources import Source, SourceError, make_source
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 3.0  # how long a stop waits for the capture and inference threads
 
 
 def result_record(r: Result) -> dict[str, Any]:
@@ -128,23 +131,46 @@ def run(
         options=PipelineOptions(max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True),
     )
     pipe.set_thresholds(cfg.thresholds)
-    interrupted = threading.Event()
-    old_handler = None
+    stopped_by: list[str] = []  # the signal that ended the run, once one has
+    old_handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
 
-        def on_sigint(signum: int, frame: Any) -> None:
-            interrupted.set()
+        def on_stop_signal(signum: int, frame: Any) -> None:
+            if stopped_by:  # asked twice: the operator does not want to wait for the archive
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            stopped_by.append(signal.Signals(signum).name)
             pipe.stop(timeout=0)
 
-        old_handler = signal.signal(signal.SIGINT, on_sigint)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, on_stop_signal)
+    try:
+        return _run_to_end(cfg, pipe, holder, source, archive, stopped_by, lock, out, err)
+    finally:
+        for signum, handler in old_handlers.items():
+            signal.signal(signum, handler)
+
+
+def _run_to_end(
+    cfg: StationConfig,
+    pipe: Pipeline,
+    holder: ModelHolder,
+    source: Source,
+    archive: Archive | None,
+    stopped_by: list[str],
+    lock: threading.Lock,
+    out: TextIO,
+    err: TextIO,
+) -> tuple[int, dict[str, Any]]:
     try:
         pipe.start()
-        while not pipe.wait(timeout=0.2):
+        while not stopped_by and not pipe.wait(timeout=0.2):
             pass
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
-        pipe.stop()
+        # bounded: a source stuck in a read (a hung network camera) is left behind; its thread is a
+        # daemon and does not keep the process alive. The frame being inferred is finished.
+        pipe.stop(timeout=STOP_WAIT_S)
         if archive is not None:
             archive.close()
     st = pipe.status
@@ -154,6 +180,8 @@ def run(
         summary["model_choice"] = model_choice(holder.runtime)
     summary["source"] = source.describe()
     summary["end"] = f"{st.source.value}" + (f": {st.source_msg}" if st.source_msg else "")
+    if stopped_by:
+        summary["end"] = f"stopped by {stopped_by[0]}"
     if archive is not None:
         summary["archive"] = f"{archive.saved} NG frames saved to {archive.root}" + (
             f"; {archive.message}" if archive.message else ""
@@ -162,10 +190,20 @@ def run(
         out.write(json.dumps({"summary": summary}) + "\n")
         out.flush()
     print(format_summary(summary), file=err)
+    if stopped_by:
+        print(f"stopped by {stopped_by[0]}", file=err)
     if st.model is ModelState.FAILED:
         print(f"error: model: {st.model_msg}", file=err)
         return 1, summary
     if st.source is SourceState.FAILED:
         print(f"error: source: {st.source_msg}", file=err)
         return 1, summary
-    return (130 if interrupted.is_set() else 0), summary
+    if not stopped_by and not summary.get("frames"):
+        why = (
+            f"the model refused all {summary['rejected']} frames ({st.frame_msg})"
+            if summary.get("rejected")
+            else f"the source gave no frames ({summary['end']})"
+        )
+        print(f"error: nothing inspected: {why}", file=err)
+        return 1, summary
+    return 0, summary

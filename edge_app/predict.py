@@ -9,7 +9,8 @@ pin is the suspected pin, 0 for OK), the same columns as `python -m training.eva
 a checkpoint. DIR is a folder of 640x480 frames, or a labelled folder (DIR/images + DIR/labels.csv).
 With labels it prints the confusion matrix, accuracy, escape rate (a defective part called OK)
 and overkill rate (a good part called NG). An unreadable image is skipped with a warning; a
-bundle that cannot be used ends with a one-line error naming the file, exit code 2.
+bundle, labels file or output path that cannot be used, or a folder where no image is readable,
+ends with a one-line error naming the file, exit code 2.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import numpy as np
 
 from edge_app.bundle import Backend, BundleError, Precision
 from edge_app.runtime import Runtime
-from models.labels import LabelsError, list_images, read_labels, write_predictions
+from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
-from models.part import CLASSES, PartSpecError
+from models.part import CLASSES, PartSpecError, part_from_dict
 from models.preprocess import FrameError, InputSpec, read_frame
 
 InputError = LabelsError  # a folder or labels file that cannot be used
@@ -72,7 +73,10 @@ def predict_folder(
     """Score every image in `images`, write the predictions CSV; metrics when labels exist."""
     root, names = list_images(images)
     labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
-    truth = read_labels(labels_path) if labels_path else None
+    part = runtime.info.get("part")  # checked by read_bundle; labels name pins of this part
+    n_pins = part_from_dict(part, source="bundle part").n_pins if part else None
+    truth = read_labels(labels_path, n_pins) if labels_path else None
+    check_writable(Path(out))
     rows: list[dict[str, Any]] = []
     from tqdm import tqdm
 
@@ -82,6 +86,8 @@ def predict_folder(
             rows.append({"file": name, "label": v.label, "pin": v.pin, **{f"score_{c}": v.scores[c] for c in CLASSES}})
         bar.update(len(chunk))
     bar.close()
+    if not rows:
+        raise InputError(f"{root}: none of the {len(names)} images could be read (see the warnings); nothing written")
     out = write_predictions(Path(out), rows)
     result: dict[str, Any] = {"n": len(rows), "skipped": len(names) - len(rows), "predictions": str(out)}
     if truth is not None:
@@ -119,12 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads {args.threads}: use 1 or more (or leave it out for all cores)")
+    if args.batch < 1:
+        ap.error(f"--batch {args.batch}: use 1 or more")
     try:
         rt = Runtime(
             args.model, backend=args.backend, precision=args.precision, expected_part=args.part, threads=args.threads
         )
         print(f"model: {rt.describe()}\nchoice: {rt.choice_reason}", file=sys.stderr)
-        result = predict_folder(rt, args.images, args.out, args.labels, max(1, args.batch), progress=not args.quiet)
+        result = predict_folder(rt, args.images, args.out, args.labels, args.batch, progress=not args.quiet)
     except (BundleError, PartSpecError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ Source specs on the command line and in the config: `auto`, `sim`, `camera:0`, `
 
 from __future__ import annotations
 
-import csv
 import glob
 import logging
 import sys
@@ -28,6 +27,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from models.labels import LabelsError, read_labels
+from models.part import CLASSES
+from models.preprocess import FrameError, read_image
 
 log = logging.getLogger(__name__)
 
@@ -250,25 +253,25 @@ class FolderSource(Source):
         if not path.is_file():
             return {}
         try:
-            with open(path, newline="") as f:
-                return {r["file"]: Truth(r["label"], int(r.get("pin") or 0)) for r in csv.DictReader(f)}
-        except (OSError, KeyError, ValueError) as e:
-            self.on_warning(f"{path}: ignored, not a readable labels.csv ({e})")
+            return {f: Truth(CLASSES[c], pin) for f, (c, pin) in read_labels(path).items()}
+        except LabelsError as e:
+            self.on_warning(f"labels ignored, the frames have no truth: {e}")
             return {}
 
     def read(self) -> Frame:
         while True:
             if self._pos >= len(self._files):
-                if not self.loop:
-                    raise EndOfStream(f"{self.describe()}: all {len(self._files)} images done")
                 if self._good_in_pass == 0:
                     raise SourceError(f"{self.path}: none of the {len(self._files)} images is readable")
+                if not self.loop:
+                    raise EndOfStream(f"{self.describe()}: all {len(self._files)} images done")
                 self._pos, self._good_in_pass = 0, 0
             path = self._files[self._pos]
             self._pos += 1
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None:
-                self.on_warning(f"{path.name}: skipped, not a readable image")
+            try:
+                img = read_image(path)
+            except FrameError as e:
+                self.on_warning(f"skipped {e}")
                 continue
             self._good_in_pass += 1
             return self._frame(img, self._truth.get(path.name), path.name)

@@ -5,8 +5,11 @@ Torch-free: training, evaluation, the station's archive and `edge_app.predict` a
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,29 +36,59 @@ def list_images(folder: Path) -> tuple[Path, list[str]]:
     return root, names
 
 
-def read_labels(path: Path) -> dict[str, tuple[int, int]]:
-    """labels.csv (`file,label,pin`) -> {file: (class index, pin)}, in file order."""
+def read_labels(path: Path, n_pins: int | None = None, allow_empty: bool = False) -> dict[str, tuple[int, int]]:
+    """labels.csv (`file,label,pin`) -> {file: (class index, pin)}, in file order.
+
+    Every row is checked, since a wrong label silently trains or scores the wrong thing: a known
+    label, an OK with pin 0, a defect with its pin (1..n_pins when the part is known), each file
+    once. LabelsError reads `path:line: what is wrong`."""
     path = Path(path)
     try:
         f = open(path, newline="", encoding="utf-8")
     except OSError as e:
         raise LabelsError(f"{path}: cannot read ({e.strerror})") from None
     out: dict[str, tuple[int, int]] = {}
-    with f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
-            raise LabelsError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
-        for n, r in enumerate(reader, start=2):
-            if r["label"] not in CLASSES:
-                raise LabelsError(f"{path}:{n}: unknown label {r['label']!r} (known: {', '.join(CLASSES)})")
-            try:
-                pin = int(r.get("pin") or 0)
-            except ValueError:
-                raise LabelsError(f"{path}:{n}: pin must be a number, got {r.get('pin')!r}") from None
-            out[r["file"]] = (CLASSES.index(r["label"]), pin)
-    if not out:
+    first_line: dict[str, int] = {}
+    n = 1
+    try:
+        with f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
+                raise LabelsError(f"{path}: header must be file,label,pin (got {reader.fieldnames})")
+            for r in reader:
+                n = reader.line_num
+                row = _check_row(path, n, r, n_pins)
+                if r["file"] in first_line:
+                    raise LabelsError(
+                        f"{path}:{n}: {r['file']} is listed again (first at line {first_line[r['file']]})"
+                    )
+                first_line[r["file"]], out[r["file"]] = n, row
+    except UnicodeDecodeError:
+        raise LabelsError(f"{path}: not a UTF-8 text file (binary or another encoding)") from None
+    except csv.Error as e:
+        raise LabelsError(f"{path}:{n + 1}: not a readable CSV row ({e})") from None
+    if not out and not allow_empty:
         raise LabelsError(f"{path}: no images listed")
     return out
+
+
+def _check_row(path: Path, n: int, r: dict[str, Any], n_pins: int | None) -> tuple[int, int]:
+    file, label, raw_pin = r.get("file"), r.get("label"), r.get("pin")
+    if not file:
+        raise LabelsError(f"{path}:{n}: no file name")
+    if label not in CLASSES:
+        raise LabelsError(f"{path}:{n}: unknown label {label!r} (known: {', '.join(CLASSES)})")
+    try:
+        pin = int(raw_pin or 0)
+    except ValueError:
+        raise LabelsError(f"{path}:{n}: pin must be a number, got {raw_pin!r}") from None
+    if label == "OK" and pin != 0:
+        raise LabelsError(f"{path}:{n}: {file} is OK but names pin {pin} (an OK part has pin 0)")
+    if label != "OK":
+        top = f"1..{n_pins}" if n_pins else "1 or more"
+        if pin < 1 or (n_pins is not None and pin > n_pins):
+            raise LabelsError(f"{path}:{n}: {file} is {label} with pin {pin}; a defect needs its pin, {top}")
+    return CLASSES.index(label), pin
 
 
 def write_predictions(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
@@ -72,6 +105,24 @@ def write_predictions(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
             w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only disk the clean-up fails too
+            tmp.unlink(missing_ok=True)
         raise LabelsError(f"{path}: cannot write the predictions ({e.strerror or e})") from None
+    return path
+
+
+def check_writable(path: Path, folder: bool = False) -> Path:
+    """Fail now, naming the path, when an output (a file, or a `folder` of files) cannot be written
+    there, rather than after every image has been scored. Creates the missing folders."""
+    path = Path(path)
+    where = path if folder else path.parent
+    try:
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        where.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise LabelsError(f"{path}: cannot write here ({e.strerror or e})") from None
     return path

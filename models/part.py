@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,15 @@ class PartSpec:
 
 
 def _check_range(where: str, value: Any, lo: float | None = None, hi: float | None = None) -> Range:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)):
+    if not (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise PartSpecError(f"{where}: expected [low, high], got {value!r}")
     a, b = float(value[0]), float(value[1])
+    if not (math.isfinite(a) and math.isfinite(b)):  # NaN compares false with every bound below
+        raise PartSpecError(f"{where}: expected finite numbers, got {value!r}")
     if a > b:
         raise PartSpecError(f"{where}: low {a} is above high {b}")
     if lo is not None and a < lo:
@@ -120,6 +127,8 @@ def _check_number(where: str, value: Any, lo: float, hi: float, integer: bool = 
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         raise PartSpecError(f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise PartSpecError(f"{where}: expected a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise PartSpecError(f"{where}: {value} is outside [{lo}, {hi}]")
     return int(value) if integer else float(value)
@@ -226,6 +235,8 @@ def load_part(name_or_path: str | Path) -> PartSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PartSpecError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise PartSpecError(f"{path}: not a UTF-8 text file (binary?); a part spec is JSON") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:

@@ -7,6 +7,8 @@ crop, resize and normalisation can never drift apart. numpy + OpenCV only.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,11 +92,27 @@ def preprocess(frames: np.ndarray | list[np.ndarray], spec: InputSpec) -> np.nda
     return normalize([crop_resize(f, spec) for f in frames], spec)
 
 
-def read_frame(path: Any, spec: InputSpec) -> np.ndarray:
-    """Read one frame from disk for the model; FrameError names the file and what is wrong."""
+def read_image(path: Any) -> np.ndarray:
+    """Read one BGR image from disk; FrameError names the file and what is wrong.
+
+    Only regular files are opened: a FIFO or device named like an image would block the reader
+    (and the station with it) forever, a folder is no image."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise FrameError(f"{path}: cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+        raise FrameError(f"{path}: not a regular file ({kind})")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise FrameError(f"{path}: not a readable image (missing, corrupt or not an image)")
+        raise FrameError(f"{path}: not a readable image (empty, corrupt or not an image)")
+    return img
+
+
+def read_frame(path: Any, spec: InputSpec) -> np.ndarray:
+    """Read one frame from disk for the model; FrameError names the file and what is wrong."""
+    img = read_image(path)
     try:
         check_frame(img, spec)
     except FrameError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import Any
@@ -32,6 +33,8 @@ from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow
 from edge_app.settings import BACKENDS, FIELD_HELP, PRECISIONS, StationConfig, apply
 from edge_app.ui.video import VideoView
 from models import overlay
+
+log = logging.getLogger(__name__)
 
 
 def _with_browse(edit: QLineEdit, pick: Any) -> QWidget:
@@ -234,7 +237,8 @@ class ReviewDialog(QDialog):
     def reload(self) -> None:
         try:
             self.rows = self.archive.flagged()
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # shown, never raised out of the dialog
+            log.exception("reading the archive")
             self.rows = []
             self.note.setText(f"Cannot read the archive: {e}")
         self.table.setRowCount(len(self.rows))
@@ -246,6 +250,10 @@ class ReviewDialog(QDialog):
                 self.table.setItem(i, j, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self._set_enabled(False)
+        try:
+            self.archive.labels()
+        except ArchiveError as e:  # the frames still show; saving is refused until the file is fixed
+            self.note.setText(f"Reviewed labels unreadable: {e}")
         if not self.rows:
             self.note.setText(self.note.text() or "No NG frames archived yet.")
 
@@ -293,7 +301,9 @@ class ReviewDialog(QDialog):
         row = self.table.currentRow()
         try:
             self.archive.relabel(r.file, self.label.currentText(), self.pin.value())
-        except ArchiveError as e:
+        except Exception as e:  # an exception leaving a Qt slot aborts the whole station
+            if not isinstance(e, ArchiveError):
+                log.exception("relabel %s", r.file)
             self.note.setText(f"<b style='color:#b71c1c'>Not saved</b>: {e}")
             return
         self.reload()

@@ -12,6 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+import cv2
+
+from models.labels import LabelsError, check_writable
 from models.part import PartSpecError, load_part
 from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
 from training.synth.sheet import contact_sheet
@@ -102,12 +105,17 @@ def main(argv: list[str] | None = None) -> int:
             away_bends=args.away_bends,
             vary=args.vary,
         )
+        if args.sheet:  # before the rendering, not after it
+            check_writable(args.sheet)
         labels = generate(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {cfg.n} images to {args.out / 'images'} and {labels}")
         if args.sheet:
-            contact_sheet(args.out, read_meta(args.out / "meta.jsonl"), args.sheet)
+            try:
+                contact_sheet(args.out, read_meta(args.out / "meta.jsonl"), args.sheet)
+            except (OSError, ValueError, cv2.error) as e:
+                raise SynthError(f"{args.sheet}: no contact sheet ({e}); the data set is complete") from None
             print(f"contact sheet: {args.sheet}")
-    except (PartSpecError, SynthError) as e:
+    except (PartSpecError, SynthError, LabelsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ and `meta.jsonl` holds everything needed to re-render any one image.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import multiprocessing as mp
@@ -194,6 +195,10 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         raise SynthError(f"--n must be at least 1, got {cfg.n}")
     if cfg.png not in PNG_PARAMS:
         raise SynthError(f"--png must be one of {', '.join(PNG_PARAMS)}, got {cfg.png!r}")
+    if cfg.seed < 0:
+        raise SynthError(f"--seed must be 0 or more, got {cfg.seed}")
+    if not cfg.classes:
+        raise SynthError(f"--classes: name at least one of {', '.join(spec.classes)}")
     out = Path(out)
     if (out / "labels.csv").exists() and not overwrite:
         raise SynthError(f"{out} already holds a data set (labels.csv); choose another --out or pass --overwrite")
@@ -201,14 +206,20 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
     images = out / "images"
     try:
         images.mkdir(parents=True, exist_ok=True)
+        if overwrite:  # the old set's labels go first: they must never describe the new images
+            for name in ("labels.csv", "dataset.json"):
+                (out / name).unlink(missing_ok=True)
         for old in images.glob("*.png") if overwrite else ():
             old.unlink()
     except OSError as e:
         raise SynthError(f"{out}: cannot create the output folder ({e.strerror})") from None
     jobs = _jobs(spec, cfg, images, items)
     bar = tqdm(total=cfg.n, desc="rendering", unit="img", disable=not progress)
+    # labels.csv marks a finished data set (a rerun refuses to overwrite it), so it is written under
+    # a temporary name and renamed last: a run that fails leaves none behind to block the next one
+    labels_tmp = out / "labels.csv.part"
     try:
-        with open(out / "labels.csv", "w", newline="") as fl, open(out / "meta.jsonl", "w") as fm:
+        with open(labels_tmp, "w", newline="") as fl, open(out / "meta.jsonl", "w") as fm:
             writer = csv.writer(fl)
             writer.writerow(["file", "label", "pin"])
             if cfg.workers > 1:
@@ -223,10 +234,13 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
             "counts": {c: sum(1 for it in items if it[0] == c) for c in cfg.classes},
         }
         (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(labels_tmp, out / "labels.csv")
     except OSError as e:
         raise SynthError(f"{out}: writing failed ({e}); the images already written are kept") from None
     finally:
         bar.close()
+        with contextlib.suppress(OSError):
+            labels_tmp.unlink(missing_ok=True)
     return out / "labels.csv"
 
 
