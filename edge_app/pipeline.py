@@ -13,6 +13,11 @@
   `on_status` and the log.
 * Results reach the caller through `on_result`, called on the inference thread; the GUI turns it
   into a Qt signal, headless mode prints it.
+* Triggered (`PipelineOptions.triggered`): the camera keeps streaming (so its buffer stays
+  empty) but a frame is inspected only for a `trigger()`, and it is the first frame whose read
+  began after the trigger, never one captured before it. One trigger is open at a time; each
+  ends in exactly one `on_result` (the Result carries the Trigger and trigger-to-verdict time)
+  or one `on_trigger_failed` (camera lost, model failed, station stopped).
 """
 
 from __future__ import annotations
@@ -89,6 +94,13 @@ class RuntimeLike(Protocol):
     def set_thresholds(self, thresholds: dict[str, float]) -> None: ...
 
 
+@dataclass(frozen=True)
+class Trigger:
+    id: int  # 1, 2, ... per pipeline
+    t: float  # time.perf_counter() when the trigger arrived
+    origin: str  # "plc", "key", "stdin", ...
+
+
 @dataclass
 class Result:
     frame: Frame
@@ -97,6 +109,12 @@ class Result:
     t_done: float  # time.perf_counter()
     infer_ms: float = float("nan")  # inside runtime.infer
     where: tuple[float, float] | None = None  # frame pixel of the defect (NG only), from the heatmap
+    trigger: Trigger | None = None  # what asked for this inspection (triggered mode)
+
+    @property
+    def trigger_ms(self) -> float:
+        """Trigger to verdict (nan when free-running)."""
+        return (self.t_done - self.trigger.t) * 1000.0 if self.trigger is not None else float("nan")
 
     @property
     def ng(self) -> bool:
@@ -353,6 +371,7 @@ class PipelineOptions:
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     keep_all_latencies: bool = False
+    triggered: bool = False  # inspect one frame per trigger() instead of every frame
 
 
 @dataclass
@@ -360,6 +379,7 @@ class _Callbacks:
     on_result: Callable[[Result], None]
     on_status: Callable[[Status], None] = lambda s: None
     on_message: Callable[[int, str], None] = lambda level, msg: None
+    on_trigger_failed: Callable[[Trigger, str, str], None] = lambda t, kind, msg: None
     extra: list[Callable[[Result], None]] = field(default_factory=list)
 
 
@@ -376,12 +396,22 @@ class Pipeline:
         on_message: Callable[[int, str], None] | None = None,
         archive: Any = None,  # edge_app.archive.Archive: gets every NG result
         options: PipelineOptions | None = None,
+        on_trigger_failed: Callable[[Trigger, str, str], None] | None = None,
     ):
+        """`on_trigger_failed(trigger, kind, message)`: a trigger that got no verdict; kind is
+        "camera", "model" or "other"."""
         self.source, self.model, self.archive = source, model, archive
         self.options = options or PipelineOptions()
         self._cb = _Callbacks(on_result, on_status or (lambda s: None), on_message or (lambda lv, m: None))
+        if on_trigger_failed is not None:
+            self._cb.on_trigger_failed = on_trigger_failed
         self._custom_messages = on_message is not None
-        self.mailbox: Mailbox[Frame] = Mailbox()
+        self.mailbox: Mailbox[tuple[Frame, Trigger | None]] = Mailbox()
+        self._trigger_lock = threading.Lock()
+        self._trigger_wanted = threading.Event()  # a trigger waits for its frame
+        self._trigger_open: Trigger | None = None  # asked for, not yet answered
+        self._trigger_frame_due = False  # the open trigger's frame is not captured yet
+        self._trigger_count = 0
         self.stats = Stats(keep_all=self.options.keep_all_latencies)
         self._stop = threading.Event()
         self._model_ready = threading.Event()
@@ -424,6 +454,56 @@ class Pipeline:
         for t in self._threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
+
+    def trigger(self, origin: str = "key") -> Trigger | None:
+        """Ask for one inspection of the next frame captured from now (triggered mode). None when
+        it cannot be taken: a trigger is still open, or the source or model is not running."""
+        st = self.status
+        if not self.options.triggered or self._stop.is_set() or not st.running:
+            return None
+        if st.source is not SourceState.RUNNING or st.model is not ModelState.READY:
+            return None
+        with self._trigger_lock:
+            if self._trigger_open is not None:
+                return None
+            self._trigger_count += 1
+            t = Trigger(self._trigger_count, time.perf_counter(), origin)
+            self._trigger_open, self._trigger_frame_due = t, True
+            self._trigger_wanted.set()
+            return t
+
+    @property
+    def trigger_open(self) -> Trigger | None:
+        with self._trigger_lock:
+            return self._trigger_open
+
+    def _take_trigger(self, t_read: float) -> Trigger | None:
+        """The open trigger, if its frame is due and this read began after it."""
+        with self._trigger_lock:
+            t = self._trigger_open
+            if t is None or not self._trigger_frame_due or t_read < t.t:
+                return None
+            self._trigger_frame_due = False
+            self._trigger_wanted.clear()
+            return t
+
+    def _close_trigger(self, t: Trigger) -> bool:
+        with self._trigger_lock:
+            if self._trigger_open is not t:
+                return False
+            self._trigger_open, self._trigger_frame_due = None, False
+            self._trigger_wanted.clear()
+            return True
+
+    def _fail_trigger(self, kind: str, msg: str, only_uncaptured: bool = False) -> None:
+        """Answer the open trigger with a failure; `only_uncaptured`: not if its frame is already
+        on its way to the model (the inference thread answers it)."""
+        with self._trigger_lock:
+            t = self._trigger_open
+            if t is None or (only_uncaptured and not self._trigger_frame_due):
+                return
+        if self._close_trigger(t):
+            self._cb.on_trigger_failed(t, kind, msg)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Applied by the inference thread before its first or next frame (never mid-inference),
@@ -489,6 +569,7 @@ class Pipeline:
                         final = (SourceState.FAILED, str(e))
                         break
                     self._set(source=SourceState.DISCONNECTED, source_msg=f"{e}; retrying in {backoff:.1f} s")
+                    self._fail_trigger("camera", str(e), only_uncaptured=True)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, opts.retry_max_s)
                     continue
@@ -497,6 +578,7 @@ class Pipeline:
                 if outcome is None:  # stopped
                     break
                 state, msg = outcome
+                self._fail_trigger("camera", msg, only_uncaptured=True)
                 if state is SourceState.DISCONNECTED and src.retry:
                     src.close()
                     self._set(source=state, source_msg=f"{msg}; retrying in {opts.retry_initial_s:.1f} s")
@@ -513,6 +595,11 @@ class Pipeline:
             src.close()
             self.mailbox.close()  # the inference thread finishes what is in the slot, then ends
             self._set(source=final[0], source_msg=final[1])
+            self._fail_trigger(
+                "camera" if final[0] is not SourceState.STOPPED else "other",
+                final[1] or "station stopped",
+                only_uncaptured=True,
+            )
             self._finish()
 
     def _read_until_fault(self, src: Source) -> tuple[SourceState, str] | None:
@@ -524,17 +611,27 @@ class Pipeline:
                 if delay > 0 and self._stop.wait(delay):
                     return None
                 next_t = max(next_t + interval, time.perf_counter() - interval)
-            if not src.live:
+            if self.options.triggered and not src.live:
+                # a recorded source is read only for a trigger, so no frame is read ahead of one
+                if not self._trigger_wanted.wait(0.05):
+                    continue
+            elif not src.live:
                 # read a recorded frame only once the slot is free: its capture time is then when it
                 # could first be inspected, so latency is not inflated by frames read ahead
                 self.mailbox.wait_empty()
+            t_read = time.perf_counter()
             try:
                 frame = src.read()
             except SourceError as e:
                 return SourceState.DISCONNECTED, str(e)
             except EndOfStream as e:
                 return SourceState.ENDED, str(e)
-            self.mailbox.put(frame, wait=not src.live)
+            trigger = None
+            if self.options.triggered:
+                trigger = self._take_trigger(t_read)
+                if trigger is None:  # a live camera keeps streaming; only a triggered frame is inspected
+                    continue
+            self.mailbox.put((frame, trigger), wait=not src.live)
         return None
 
     # -- inference ----------------------------------------------------------------------------
@@ -553,14 +650,14 @@ class Pipeline:
             self._model_ready.set()
             while True:
                 try:
-                    frame = self.mailbox.get(timeout=0.1)
+                    job = self.mailbox.get(timeout=0.1)
                 except MailboxClosed:
                     break
-                if frame is None:
+                if job is None:
                     continue
                 if self._stop.is_set():
                     break
-                self._inspect(runtime, frame)
+                self._inspect(runtime, *job)
                 if self.options.max_frames and self.stats.n >= self.options.max_frames:
                     self._stop.set()
                     self.source.cancel.set()
@@ -569,12 +666,13 @@ class Pipeline:
         except Exception as e:
             log.exception("inference thread")
             self._set(model=ModelState.FAILED, model_msg=f"inference error: {_one_line(e)}")
+            self._fail_trigger("model", f"inference error: {_one_line(e)}")
             self._stop.set()
             self.mailbox.close()
         finally:
             self._finish()
 
-    def _inspect(self, runtime: RuntimeLike, frame: Frame) -> None:
+    def _inspect(self, runtime: RuntimeLike, frame: Frame, trigger: Trigger | None = None) -> None:
         pending, self._pending_thresholds = self._pending_thresholds, None
         if pending:
             runtime.set_thresholds(pending)
@@ -587,16 +685,21 @@ class Pipeline:
                 self._message(logging.WARNING, f"frame {frame.index} rejected ({self.stats.rejected} so far): {e}")
             if self._status.frame_msg != str(e):
                 self._set(frame_msg=str(e))
+            if trigger is not None and self._close_trigger(trigger):
+                self._cb.on_trigger_failed(trigger, "camera", f"frame refused by the model: {e}")
             return
         if self._status.frame_msg:
             self._set(frame_msg="")
         t = time.perf_counter()
-        result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0)
+        result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0, trigger=trigger)
         if result.ng:
             result.where = _where(verdict, runtime)
         self.stats.add(result)
         if self.archive is not None and result.ng:
             self.archive.submit(result, source=self.source.describe(), wait=not self.source.live)
+        # the trigger closes before the result is reported, so whoever sees the result may trigger again
+        if trigger is not None and not self._close_trigger(trigger):
+            return  # already answered as failed (the station stopped meanwhile)
         self._cb.on_result(result)
 
     def _finish(self) -> None:
@@ -607,4 +710,5 @@ class Pipeline:
             if last:
                 self._apply_pending_thresholds()
         if last:
+            self._fail_trigger("other", "station stopped")
             self._set(running=False)
