@@ -16,6 +16,7 @@ from typing import Any
 from edge_app.settings import (
     BACKENDS,
     PRECISIONS,
+    TRIGGERS,
     SettingsError,
     StationConfig,
     apply,
@@ -41,11 +42,20 @@ so rendering (~12 ms a frame) never limits the pipeline; --sim-pool 0 renders ev
 camera, keeping only the newest frame; with --headless it is unpaced (every frame inspected, as fast
 as inference goes) unless --sim-fps is given.
 
+on the line (--trigger / --plc): one inspection per trigger, of the first frame captured after it;
+  --plc modbus[:HOST[:PORT]]   Modbus TCP server the PLC polls (default 0.0.0.0:5020, unit --plc-unit)
+  --plc opcua[:HOST[:PORT]]    OPC UA server (default opc.tcp://0.0.0.0:4840), variables under PinInspect
+  --trigger key                the window's Trigger button or the space bar
+  --trigger stdin              headless: one inspection per line read from stdin
+  The register map and the handshake are in README "The station on the line"; commission a line
+  without its PLC with `python -m edge_app.plc_sim --plc modbus:HOST:PORT --cycles 100`.
+
 examples:
   python -m edge_app                                   # the station window
   python -m edge_app --source sim --sim-defect-rate 0.3
   python -m edge_app --headless --source sim --frames 600 --no-archive      # pipeline benchmark
   python -m edge_app --headless --source video:line.avi --model models/default
+  python -m edge_app --headless --source sim --plc modbus:127.0.0.1:15020 --quiet # PLC-triggered
 """
 
 
@@ -78,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-fps", type=float, help="simulated camera frame rate (0: unpaced)")
     p.add_argument("--sim-pool", type=int, help="simulated frames rendered up front and cycled (0: all live)")
     p.add_argument("--sim-seed", type=int, help="seed of the simulated line")
+    p.add_argument("--trigger", choices=TRIGGERS, help="free-running (default) or one inspection per trigger")
+    p.add_argument("--plc", metavar="PROTO[:HOST[:PORT]]", help="PLC server: modbus[:HOST[:PORT]] or opcua[:...]")
+    p.add_argument("--plc-unit", type=int, help="Modbus unit id the station answers as (default 1)")
     p.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict, then a summary")
     p.add_argument("--frames", type=int, help="headless: stop after this many verdicts")
     p.add_argument("--quiet", action="store_true", help="headless: print only the summary")
@@ -103,6 +116,8 @@ def overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "sim_fps": "sim_fps",
         "sim_pool": "sim_pool",
         "sim_seed": "sim_seed",
+        "trigger": "trigger",
+        "plc_unit": "plc_unit",
     }
     for arg, name in simple.items():
         value = getattr(args, arg)
@@ -121,6 +136,13 @@ def overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"--threshold {item!r}: expected CLASS=SCORE, e.g. BENDNG=0.4")
     if thresholds:
         raw["thresholds"] = thresholds
+    if args.plc is not None:
+        from edge_app.plc import parse_plc
+
+        try:
+            raw.update(parse_plc(args.plc))
+        except ValueError as e:
+            problems.append(f"--plc {args.plc!r}: {e}")
     return raw, problems
 
 
@@ -136,7 +158,11 @@ def resolve(args: argparse.Namespace) -> tuple[StationConfig, list[str], list[st
     if args.headless and args.sim_fps is None:
         raw["sim_fps"] = 0.0  # headless: every simulated frame inspected, as fast as inference goes
     cfg, cli_problems = apply(cfg, raw)
-    errors += cli_problems
+    errors += [p.split("; keeping ")[0] for p in cli_problems]
+    if cfg.plc and cfg.trigger == "free":
+        cfg.trigger = "plc"  # a PLC server means the PLC triggers
+    if cfg.trigger == "plc" and not cfg.plc:
+        errors.append("trigger: plc needs a PLC server (--plc modbus[:HOST[:PORT]] or opcua[:HOST[:PORT]])")
     return cfg, warnings, errors
 
 

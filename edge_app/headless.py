@@ -5,6 +5,12 @@ summary at the end (frames, fps, latency p50/p95/p99, counts, accuracy vs truth 
     ...
     {"summary": {"frames": 600, "fps": 212.4, "latency_ms": {"p50": ..., "p95": ..., "p99": ...}, ...}}
 
+Triggered (`trigger` other than free, or a `plc` server): one frame is inspected per trigger, from
+the PLC (`--plc modbus[:HOST[:PORT]]` / `opcua[:...]`) or from stdin (`--trigger stdin`: one
+inspection per line; the run ends once stdin ends and the last one is answered). Each verdict line
+then also carries its trigger (id, origin, trigger->verdict ms) and the PLC Sequence it was given;
+a trigger that got no verdict is a line {"trigger": ..., "result": "no result", "fault": ...}.
+
 A readable copy of the summary goes to stderr. Exit status: 0 when the run ended normally (frame
 count reached, the video/folder ended, or SIGINT / SIGTERM: the frame being inspected is finished,
 the archive flushed and the summary printed), 1 when the model or the source failed or nothing at
@@ -19,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -31,6 +38,8 @@ from edge_app.pipeline import (
     Result,
     RuntimeLike,
     SourceState,
+    Stats,
+    Trigger,
     model_choice,
     model_title,
     runtime_factory,
@@ -55,6 +64,8 @@ def result_record(r: Result) -> dict[str, Any]:
         rec["file"] = f.name
     if f.truth is not None:
         rec["truth"] = {"label": f.truth.label, "pin": f.truth.pin}
+    if r.trigger is not None:
+        rec["trigger"] = {"id": r.trigger.id, "origin": r.trigger.origin, "ms": round(r.trigger_ms, 2)}
     return rec
 
 
@@ -66,7 +77,12 @@ def format_summary(s: dict[str, Any]) -> str:
         f"source   {s.get('source', '?')}",
     ]
     if not s.get("frames"):
-        return "\n".join([*head, "frames   0 inspected"])
+        plc: list[str] = []
+        if s.get("plc"):
+            from edge_app.plc.handshake import format_link
+
+            plc = [format_link(s["plc"])]
+        return "\n".join([*head, "frames   0 inspected", *plc])
     lines = [
         *head,
         f"frames   {s['frames']} in {s['seconds']} s = {s['fps']} fps"
@@ -85,6 +101,10 @@ def format_summary(s: dict[str, Any]) -> str:
         )
     if s.get("archive"):
         lines.append(f"archive  {s['archive']}")
+    if s.get("plc"):
+        from edge_app.plc.handshake import format_link
+
+        lines.append(format_link(s["plc"]))
     return "\n".join(lines)
 
 
@@ -95,24 +115,60 @@ def run(
     err: TextIO | None = None,
     quiet: bool = False,
     load_runtime: Callable[[], RuntimeLike] | None = None,
+    stdin: TextIO | None = None,
+    on_plc: Callable[[Any], None] = lambda link: None,
 ) -> tuple[int, dict[str, Any]]:
-    """Run the pipeline without a window; returns (exit status, summary)."""
+    """Run the pipeline without a window; returns (exit status, summary). Exit 2 when the PLC
+    server cannot listen. `on_plc` gets the PlcLink once it listens (tests read its port)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    triggered = cfg.trigger != "free" or bool(cfg.plc)
     try:
         source = make_source(cfg.source, cfg)
     except (SourceError, ValueError) as e:
         print(f"error: source: {e}", file=err)
         return 1, {}
     holder = ModelHolder(load_runtime or runtime_factory(cfg), describe=str(cfg.model_dir()))
-    archive = Archive(cfg.archive_path()) if cfg.archive_enabled else None
+    plc: Any = None
+    pipe: Pipeline | None = None
+    if cfg.plc:
+        from edge_app.plc import PlcLink
+        from edge_app.plc.modbus import PlcServerError
+
+        def reset_counters() -> None:
+            if pipe is not None:
+                pipe.stats = Stats(keep_all=True)
+
+        plc = PlcLink(cfg, lambda origin: pipe.trigger(origin) if pipe is not None else None, reset_counters)
+        try:
+            plc.start()
+        except PlcServerError as e:
+            print(f"error: {e}", file=err)
+            return 2, {}
+        print(f"plc: serving {plc.describe()}", file=err)
+        on_plc(plc)
+    archive = Archive(cfg.archive_path(), on_state=plc.on_archive if plc else None) if cfg.archive_enabled else None
     lock = threading.Lock()
 
-    def on_result(r: Result) -> None:
+    def write(rec: dict[str, Any]) -> None:
         if not quiet:
-            line = json.dumps(result_record(r))
+            line = json.dumps(rec)
             with lock:
                 out.write(line + "\n")
+                out.flush()
+
+    def on_result(r: Result) -> None:
+        seq = plc.on_result(r) if plc is not None else None
+        rec = result_record(r)
+        if seq is not None:
+            rec["sequence"] = seq
+        write(rec)
+
+    def on_trigger_failed(t: Trigger, kind: str, msg: str) -> None:
+        seq = plc.on_trigger_failed(t, kind, msg) if plc is not None else None
+        print(f"warning: trigger {t.id} ({t.origin}): no result, {kind}: {msg}", file=err)
+        rec: dict[str, Any] = {"trigger": {"id": t.id, "origin": t.origin}, "result": "no result", "fault": kind}
+        write({**rec, "message": msg, **({"sequence": seq} if seq is not None else {})})
 
     def on_message(level: int, msg: str) -> None:
         # warnings as they happen (skipped images, camera retries); errors end the run and are
@@ -126,9 +182,13 @@ def run(
         source,
         holder,
         on_result,
+        on_status=plc.on_status if plc is not None else None,
         on_message=on_message,
         archive=archive,
-        options=PipelineOptions(max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True),
+        options=PipelineOptions(
+            max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True, triggered=triggered
+        ),
+        on_trigger_failed=on_trigger_failed,
     )
     pipe.set_thresholds(cfg.thresholds)
     stopped_by: list[str] = []  # the signal that ended the run, once one has
@@ -145,11 +205,27 @@ def run(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, on_stop_signal)
+    if triggered and cfg.trigger == "stdin":
+        threading.Thread(target=_stdin_triggers, args=(pipe, stdin or sys.stdin, err), daemon=True).start()
     try:
-        return _run_to_end(cfg, pipe, holder, source, archive, stopped_by, lock, out, err)
+        status, summary = _run_to_end(cfg, pipe, holder, source, archive, stopped_by, lock, out, err, plc)
     finally:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
+        if plc is not None:
+            plc.close()
+    return status, summary
+
+
+def _stdin_triggers(pipe: Pipeline, stdin: TextIO, err: TextIO) -> None:
+    """One trigger per line, each once the previous one is answered; at the end of stdin, the run
+    ends when the last trigger is answered."""
+    for _line in stdin:
+        while not pipe.wait(0) and pipe.trigger("stdin") is None:
+            time.sleep(0.002)  # the previous trigger is still open, or the camera is not running yet
+    while pipe.trigger_open is not None and not pipe.wait(0):
+        time.sleep(0.002)
+    pipe.stop(timeout=0)
 
 
 def _run_to_end(
@@ -162,6 +238,7 @@ def _run_to_end(
     lock: threading.Lock,
     out: TextIO,
     err: TextIO,
+    plc: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     try:
         pipe.start()
@@ -182,6 +259,8 @@ def _run_to_end(
     summary["end"] = f"{st.source.value}" + (f": {st.source_msg}" if st.source_msg else "")
     if stopped_by:
         summary["end"] = f"stopped by {stopped_by[0]}"
+    if plc is not None:
+        summary["plc"] = plc.link()
     if archive is not None:
         summary["archive"] = f"{archive.saved} NG frames saved to {archive.root}" + (
             f"; {archive.message}" if archive.message else ""
@@ -198,7 +277,7 @@ def _run_to_end(
     if st.source is SourceState.FAILED:
         print(f"error: source: {st.source_msg}", file=err)
         return 1, summary
-    if not stopped_by and not summary.get("frames"):
+    if not stopped_by and not summary.get("frames") and not (plc is not None and summary["plc"]["cycles"]):
         why = (
             f"the model refused all {summary['rejected']} frames ({st.frame_msg})"
             if summary.get("rejected")

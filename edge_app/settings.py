@@ -20,6 +20,8 @@ from models.decision import DEFAULT_THRESHOLDS
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
 PRECISIONS: tuple[str, ...] = ("auto", "int8", "fp32")
 DEFECT_CLASSES: tuple[str, ...] = tuple(DEFAULT_THRESHOLDS)
+TRIGGERS: tuple[str, ...] = ("free", "key", "plc", "stdin")
+PLCS: tuple[str, ...] = ("", "modbus", "opcua")
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -64,6 +66,11 @@ class StationConfig:
     sim_pool: int = 64  # distinct frames rendered up front and cycled; 0 = render every frame live
     sim_seed: int = 0
     retry_max_s: float = 10.0  # longest wait between reconnect attempts of a failed camera
+    trigger: str = "free"  # free-running, or one inspection per trigger (key, plc, stdin)
+    plc: str = ""  # "" (none), modbus or opcua: the server the PLC talks to
+    plc_host: str = "0.0.0.0"
+    plc_port: int = 0  # 0 = the protocol's default (Modbus 5020, OPC UA 4840)
+    plc_unit: int = 1  # Modbus unit (device) id
 
     def model_dir(self) -> Path:
         return Path(self.model).expanduser() if self.model else default_model_dir()
@@ -92,6 +99,12 @@ FIELD_HELP: dict[str, str] = {
     "sim_pool": "simulated frames rendered up front and cycled (0: render every frame live)",
     "sim_seed": "seed of the simulated line",
     "retry_max_s": "longest wait between reconnect attempts of a failed camera (s)",
+    "trigger": "free (inspect every frame), key (the window's Trigger button / space bar), plc (the PLC's "
+    "Trigger), stdin (headless: each line on stdin)",
+    "plc": "PLC server: empty (none), modbus (Modbus TCP) or opcua (OPC UA)",
+    "plc_host": "address the PLC server listens on (0.0.0.0: every network card)",
+    "plc_port": "TCP port of the PLC server (0: 5020 for Modbus, 4840 for OPC UA)",
+    "plc_unit": "Modbus unit id the station answers as (1..247)",
 }
 
 
@@ -144,6 +157,12 @@ def _source(name: str, value: Any) -> str:
     return text
 
 
+def _host(name: str, value: Any) -> str:
+    from edge_app.plc import check_host
+
+    return check_host(name, value)
+
+
 _CHECKS: dict[str, Any] = {
     "source": _source,
     "model": _string,
@@ -160,6 +179,11 @@ _CHECKS: dict[str, Any] = {
     "sim_pool": lambda n, v: _number(n, v, 0, 10000, integer=True),
     "sim_seed": lambda n, v: _number(n, v, 0, 2**31 - 1, integer=True),
     "retry_max_s": lambda n, v: _number(n, v, 0.1, 3600.0),
+    "trigger": lambda n, v: _choice(n, v, TRIGGERS),
+    "plc": lambda n, v: _choice(n, v, PLCS) if v in PLCS else _choice(n, v, ('"" (none)', *PLCS[1:])),
+    "plc_host": _host,
+    "plc_port": lambda n, v: _number(n, v, 0, 65535, integer=True),
+    "plc_unit": lambda n, v: _number(n, v, 1, 247, integer=True),
 }
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(StationConfig)}
 

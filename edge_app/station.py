@@ -2,6 +2,9 @@
 
 The window forwards clicks here (start, stop, thresholds, new settings) and shows what comes
 back through the callbacks, which run on worker threads; the Qt layer turns them into signals.
+With `trigger` other than free, each `trigger()` (the window's button, or the PLC through
+`open_plc`) inspects one frame; the PLC server lives across start / stop, so the PLC sees Fault
+while the station is stopped rather than losing the connection.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from edge_app.pipeline import (
     RuntimeLike,
     Stats,
     Status,
+    Trigger,
     runtime_factory,
 )
 from edge_app.settings import StationConfig
@@ -28,6 +32,7 @@ from edge_app.sources import SourceError, make_source
 log = logging.getLogger(__name__)
 
 _MODEL_FIELDS = ("model", "backend", "precision", "part")
+_PLC_FIELDS = ("plc", "plc_host", "plc_port", "plc_unit")
 
 
 class Station:
@@ -39,19 +44,27 @@ class Station:
         on_message: Callable[[int, str], None] = lambda level, msg: None,
         on_archive: Callable[[str], None] = lambda msg: None,
         load_runtime: Callable[[StationConfig], Callable[[], RuntimeLike]] = runtime_factory,
+        on_trigger_failed: Callable[[Trigger, str, str], None] = lambda t, kind, msg: None,
     ):
         self.cfg = cfg
         self._on_result, self._on_status, self._on_message = on_result, on_status, on_message
+        self._on_trigger_failed = on_trigger_failed
+        self.plc: Any = None  # edge_app.plc.PlcLink once open_plc has run
         self._on_archive = on_archive
         self._load_runtime = load_runtime
         self.model = ModelHolder(load_runtime(cfg), describe=str(cfg.model_dir()))
-        self.archive: Archive | None = self._make_archive(cfg)
+        self.archive: Archive | None = self._make_archive(cfg)  # needs self.plc (its state goes to the PLC)
         self.pipeline: Pipeline | None = None
         self.stats = Stats()  # the session's counters, across start / stop, until reset
         self.source_name = ""
 
     def _make_archive(self, cfg: StationConfig) -> Archive | None:
-        return Archive(cfg.archive_path(), on_state=self._on_archive) if cfg.archive_enabled else None
+        return Archive(cfg.archive_path(), on_state=self._archive_state) if cfg.archive_enabled else None
+
+    def _archive_state(self, msg: str) -> None:
+        if self.plc is not None:
+            self.plc.on_archive(msg)
+        self._on_archive(msg)
 
     @property
     def running(self) -> bool:
@@ -70,10 +83,11 @@ class Station:
             source,
             self.model,
             self._result,
-            on_status=self._on_status,
+            on_status=self._status,
             on_message=self._message,
             archive=self.archive,
-            options=PipelineOptions(retry_max_s=self.cfg.retry_max_s),
+            options=PipelineOptions(retry_max_s=self.cfg.retry_max_s, triggered=self.triggered),
+            on_trigger_failed=self._trigger_failed,
         )
         self.pipeline.set_thresholds(self.cfg.thresholds)
         self.pipeline.start()
@@ -83,7 +97,52 @@ class Station:
         log.log(level, "%s", msg)  # the station's log (journal, terminal) as well as the window
         self._on_message(level, msg)
 
+    @property
+    def triggered(self) -> bool:
+        return self.cfg.trigger != "free" or bool(self.cfg.plc)
+
+    def trigger(self, origin: str = "key") -> Trigger | None:
+        """Inspect the next frame captured from now (triggered mode); None when not taken (a
+        trigger is still open, or the station is not inspecting)."""
+        pipe = self.pipeline
+        return pipe.trigger(origin) if pipe is not None else None
+
+    def open_plc(self) -> None:
+        """Start the PLC server the settings ask for (none when `plc` is empty); raises
+        edge_app.plc.modbus.PlcServerError (one line naming the setting) when it cannot listen."""
+        self.close_plc()
+        if not self.cfg.plc:
+            return
+        from edge_app.plc import PlcLink
+
+        link = PlcLink(self.cfg, self.trigger, self.reset_counters)
+        link.start()
+        self.plc = link
+        if self.pipeline is not None:
+            link.on_status(self.pipeline.status)
+        if self.archive is not None:
+            link.on_archive(self.archive.message)
+        self._message(logging.INFO, f"PLC server: {link.describe()}")
+
+    def close_plc(self) -> None:
+        if self.plc is not None:
+            self.plc.close()
+            self.plc = None
+
+    def _status(self, st: Status) -> None:
+        if self.plc is not None:
+            self.plc.on_status(st)
+        self._on_status(st)
+
+    def _trigger_failed(self, t: Trigger, kind: str, msg: str) -> None:
+        if self.plc is not None:
+            self.plc.on_trigger_failed(t, kind, msg)
+        self._message(logging.WARNING, f"trigger {t.id} ({t.origin}): no result, {kind}: {msg}")
+        self._on_trigger_failed(t, kind, msg)
+
     def _result(self, r: Result) -> None:
+        if self.plc is not None:
+            self.plc.on_result(r)  # the PLC first: it is the one waiting on the line
         self.stats.add(r)
         self._on_result(r)
 
@@ -93,6 +152,7 @@ class Station:
 
     def close(self) -> None:
         self.stop()
+        self.close_plc()
         if self.archive is not None:
             self.archive.close()
 
@@ -116,6 +176,13 @@ class Station:
             if self.archive is not None:
                 self.archive.close()
             self.archive = self._make_archive(cfg)
+        if any(getattr(old, f) != getattr(cfg, f) for f in _PLC_FIELDS) and (self.plc is not None or cfg.plc):
+            from edge_app.plc.modbus import PlcServerError
+
+            try:
+                self.open_plc()
+            except PlcServerError as e:
+                self._message(logging.ERROR, str(e))
         if was_running:
             return self.start()
         return False
