@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent, QColor, QFont
+from PyQt6.QtGui import QCloseEvent, QColor, QFont, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -96,6 +96,7 @@ class StationWindow(QMainWindow):
                 self._log(logging.WARNING, w)
         self._apply_config_to_widgets()
         self._show_status(Status())
+        self._open_plc()
         self._refresh_numbers()
 
     # -- layout -------------------------------------------------------------------------------
@@ -128,12 +129,18 @@ class StationWindow(QMainWindow):
             )
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self.trigger_button = QPushButton("Trigger")
+        self.trigger_button.setMinimumHeight(44)
+        self.trigger_button.setToolTip("Inspect the next frame (space bar); with --trigger key")
+        self.trigger_button.clicked.connect(self.trigger)
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.trigger)
         self.heatmap_box = QCheckBox("Show heatmap")
         self.heatmap_box.toggled.connect(lambda _: self._redraw())
         self.source_label = QLabel()
         self.source_label.setWordWrap(True)
         controls.addWidget(self.start_button)
         controls.addWidget(self.stop_button)
+        controls.addWidget(self.trigger_button)
         controls.addSpacing(12)
         controls.addWidget(self.heatmap_box)
         controls.addSpacing(12)
@@ -189,6 +196,21 @@ class StationWindow(QMainWindow):
         pg.addWidget(QLabel("Capture to verdict"), 1, 0)
         pg.addWidget(self.latency_label, 1, 1)
         side.addWidget(perf)
+
+        self.plc_box = QGroupBox("PLC link")
+        plg = QGridLayout(self.plc_box)
+        self.plc_labels: dict[str, QLabel] = {}
+        for i, (key, name) in enumerate(
+            (("endpoint", "Server"), ("clients", "Client"), ("last_trigger", "Last trigger"), ("cycle", "Cycle time"),
+             ("ignored", "Ignored triggers"), ("fault", "Fault"))
+        ):  # fmt: skip
+            value = QLabel("-")
+            value.setWordWrap(True)
+            plg.addWidget(QLabel(name), i, 0)
+            plg.addWidget(value, i, 1)
+            self.plc_labels[key] = value
+        self.plc_box.hide()
+        side.addWidget(self.plc_box)
 
         model = QGroupBox("Model")
         mg = QVBoxLayout(model)
@@ -258,6 +280,23 @@ class StationWindow(QMainWindow):
     def reset_counters(self) -> None:
         self.station.reset_counters()
         self._refresh_numbers()
+
+    def trigger(self) -> None:
+        """The Trigger button / space bar: inspect the next frame (trigger mode key)."""
+        if self.station.cfg.trigger != "key":
+            return
+        if self.station.trigger("key") is None:
+            self._log(logging.WARNING, "trigger ignored: the last one is still being inspected, or not inspecting")
+
+    def _open_plc(self) -> None:
+        from edge_app.plc.modbus import PlcServerError
+
+        try:
+            self.station.open_plc()
+            self._set_problem("plc", "")
+        except PlcServerError as e:
+            self._set_problem("plc", f"PLC server not running: {e}")
+            self._log(logging.ERROR, str(e))
 
     def open_settings(self) -> None:
         from edge_app.ui.dialogs import SettingsDialog
@@ -400,6 +439,8 @@ class StationWindow(QMainWindow):
             self._set_verdict("-", None, "waiting")
         self.start_button.setEnabled(not st.running)
         self.stop_button.setEnabled(st.running)
+        inspecting = st.running and s is SourceState.RUNNING and st.model is ModelState.READY
+        self.trigger_button.setEnabled(inspecting and self.station.cfg.trigger == "key")
 
     def _show_result(self) -> None:
         r = self.bridge.take_result()
@@ -421,7 +462,24 @@ class StationWindow(QMainWindow):
         img = overlay.draw(r.frame.image, r.verdict, self.station.input_spec(), self.heatmap_box.isChecked())
         self.video.show_frame(img)
 
+    def _refresh_plc(self) -> None:
+        plc = self.station.plc
+        self.trigger_button.setVisible(self.station.triggered)
+        self.plc_box.setVisible(plc is not None)
+        if plc is None:
+            return
+        link = plc.link()
+        c = link["cycle_ms"]
+        self.plc_labels["endpoint"].setText(link["endpoint"])
+        self.plc_labels["clients"].setText(", ".join(link["clients"]) or "none connected")
+        self.plc_labels["last_trigger"].setText(f"{link['last_trigger'] or '-'} (Sequence {link['sequence']})")
+        self.plc_labels["cycle"].setText(f"{c['last']} ms (p99 {c['p99']})" if c["last"] is not None else "-")
+        self.plc_labels["ignored"].setText(str(link["ignored"]))
+        fault = link["fault"]
+        self.plc_labels["fault"].setText(f"<b style='color:#b71c1c'>{html.escape(fault)}</b>" if fault else "none")
+
     def _refresh_numbers(self) -> None:
+        self._refresh_plc()
         live = self.station.stats.live()
         counts = live["counts"]
         for k in ("OK", "BENDNG", "NUKENG"):
