@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from edge_app.archive import Archive
+from edge_app.archive import Archive, KeepPolicy
 from edge_app.pipeline import (
     ModelHolder,
     ModelState,
@@ -148,6 +148,8 @@ def run(
         print(f"plc: serving {plc.describe()}", file=err)
         on_plc(plc)
     archive = Archive(cfg.archive_path(), on_state=plc.on_archive if plc else None) if cfg.archive_enabled else None
+    if archive is not None:
+        archive.keep = KeepPolicy.of(cfg)  # every NG frame, and the OK and borderline samples it sets
     lock = threading.Lock()
 
     def write(rec: dict[str, Any]) -> None:
@@ -262,9 +264,7 @@ def _run_to_end(
     if plc is not None:
         summary["plc"] = plc.link()
     if archive is not None:
-        summary["archive"] = f"{archive.saved} NG frames saved to {archive.root}" + (
-            f"; {archive.message}" if archive.message else ""
-        )
+        summary["archive"] = archive.summary() + (f"; {archive.message}" if archive.message else "")
     with lock:
         out.write(json.dumps({"summary": summary}) + "\n")
         out.flush()

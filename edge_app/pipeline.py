@@ -109,6 +109,8 @@ class Result:
     t_done: float  # time.perf_counter()
     infer_ms: float = float("nan")  # inside runtime.infer
     where: tuple[float, float] | None = None  # frame pixel of the defect (NG only), from the heatmap
+    model: str = ""  # the version of the model that gave the verdict (recorded with archived frames)
+    margin: float = float("nan")  # distance of the scores to the nearest threshold (small: borderline)
     trigger: Trigger | None = None  # what asked for this inspection (triggered mode)
 
     @property
@@ -310,6 +312,13 @@ class ModelHolder:
                     raise ModelLoadError(self.error) from e
             return self.runtime
 
+    def swap(self, runtime: RuntimeLike, describe: str) -> RuntimeLike | None:
+        """Run `runtime` from the next frame on (a running pipeline picks it up between frames);
+        returns the one it replaces."""
+        with self._lock:
+            old, self.runtime, self.describe, self.error = self.runtime, runtime, describe, ""
+            return old
+
 
 def _where(verdict: Any, runtime: Any) -> tuple[float, float] | None:
     hm, spec = getattr(verdict, "heatmap", None), getattr(runtime, "input_spec", None)
@@ -354,6 +363,24 @@ def model_title(runtime: RuntimeLike | None) -> str:
         parts.append(f"v{version}" if str(version)[:1].isdigit() else str(version))
     extra = [str(x) for x in (getattr(runtime, "backend", None), getattr(runtime, "precision", None)) if x]
     return " ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
+
+
+def model_version(runtime: RuntimeLike | None) -> str:
+    """'name version' of the bundle, as archived verdicts record it."""
+    if runtime is None:
+        return ""
+    info = getattr(runtime, "info", {}) or {}
+    return f"{info.get('name', getattr(runtime, 'name', 'model'))} {info.get('version', '?')}"
+
+
+def threshold_margin(scores: dict[str, float], thresholds: dict[str, float]) -> float:
+    """How far a verdict's scores sit from the nearest threshold (NaN without all the scores)."""
+    from models.decision import threshold_distance
+
+    try:
+        return float(abs(threshold_distance(np.array([[scores[c] for c in CLASSES]]), thresholds)[0]))
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
 
 
 def model_choice(runtime: RuntimeLike | None) -> str:
@@ -657,6 +684,9 @@ class Pipeline:
                     continue
                 if self._stop.is_set():
                     break
+                if self.model.runtime is not None and self.model.runtime is not runtime:
+                    runtime = self.model.runtime  # switched by Station.switch_model, between frames
+                    self._set(model_msg=model_title(runtime))
                 self._inspect(runtime, *job)
                 if self.options.max_frames and self.stats.n >= self.options.max_frames:
                     self._stop.set()
@@ -694,8 +724,10 @@ class Pipeline:
         result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0, trigger=trigger)
         if result.ng:
             result.where = _where(verdict, runtime)
+        result.model = model_version(runtime)
+        result.margin = threshold_margin(verdict.scores, getattr(runtime, "thresholds", None) or {})
         self.stats.add(result)
-        if self.archive is not None and result.ng:
+        if self.archive is not None:  # it keeps every NG frame, and the others it is set to sample
             self.archive.submit(result, source=self.source.describe(), wait=not self.source.live)
         # the trigger closes before the result is reported, so whoever sees the result may trigger again
         if trigger is not None and not self._close_trigger(trigger):

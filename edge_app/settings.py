@@ -20,6 +20,7 @@ from models.decision import DEFAULT_THRESHOLDS
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
 PRECISIONS: tuple[str, ...] = ("auto", "int8", "fp32")
 DEFECT_CLASSES: tuple[str, ...] = tuple(DEFAULT_THRESHOLDS)
+MODEL_HISTORY = 5  # previous model bundles kept for a rollback
 TRIGGERS: tuple[str, ...] = ("free", "key", "plc", "stdin")
 PLCS: tuple[str, ...] = ("", "modbus", "opcua")
 
@@ -59,6 +60,10 @@ class StationConfig:
     thresholds: dict[str, float] = field(default_factory=dict)  # per defect class; missing = the model's own
     archive_dir: str = ""  # "" = ~/.local/share/pininspect/archive
     archive_enabled: bool = True
+    archive_ok_every: int = 100  # besides every NG frame, keep every n-th OK frame for review; 0 = none
+    archive_ok_per_hour: int = 60  # at most this many of those OK frames an hour; 0 = no cap
+    archive_margin: float = 0.05  # keep every frame whose score is this close to a threshold; 0 = none
+    model_history: list[str] = field(default_factory=list)  # bundles run before `model`, newest first
     loop: bool = False  # replay a video / folder from the start when it ends
     fps: float = 0.0  # cap on frames read from a file source; 0 = as fast as inference allows
     sim_defect_rate: float = 0.2
@@ -91,7 +96,11 @@ FIELD_HELP: dict[str, str] = {
     "part": "part name or part JSON the station inspects",
     "thresholds": "per defect class, score at which a frame is NG (0..1); a class left out uses the model's own",
     "archive_dir": "where NG frames are saved (empty: ~/.local/share/pininspect/archive)",
-    "archive_enabled": "save NG frames and their CSV rows",
+    "archive_enabled": "save NG frames (and the sampled OK and borderline ones) for review",
+    "archive_ok_every": "also keep every n-th OK frame for review (0: none)",
+    "archive_ok_per_hour": "at most this many sampled OK frames an hour (0: no cap)",
+    "archive_margin": "also keep every frame whose score is within this of a threshold (0: none)",
+    "model_history": "model bundles run before this one, newest first (Roll back returns to the first)",
     "loop": "replay a video or folder when it ends",
     "fps": "frame rate cap for video / folder sources (0: no cap)",
     "sim_defect_rate": "fraction of simulated parts with a defect (0..1)",
@@ -146,6 +155,12 @@ def _thresholds(name: str, value: Any) -> dict[str, float]:
     return out
 
 
+def _folders(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: expected a list of folder names, got {value!r}")
+    return list(value)[:MODEL_HISTORY]
+
+
 def _source(name: str, value: Any) -> str:
     from edge_app.sources import SourceError, parse_source
 
@@ -172,6 +187,10 @@ _CHECKS: dict[str, Any] = {
     "thresholds": _thresholds,
     "archive_dir": _string,
     "archive_enabled": _bool,
+    "archive_ok_every": lambda n, v: _number(n, v, 0, 1_000_000, integer=True),
+    "archive_ok_per_hour": lambda n, v: _number(n, v, 0, 1_000_000, integer=True),
+    "archive_margin": lambda n, v: _number(n, v, 0.0, 0.5),
+    "model_history": _folders,
     "loop": _bool,
     "fps": lambda n, v: _number(n, v, 0.0, 1000.0),
     "sim_defect_rate": lambda n, v: _number(n, v, 0.0, 1.0),

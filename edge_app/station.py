@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from edge_app.archive import Archive
+from edge_app.archive import Archive, KeepPolicy
 from edge_app.pipeline import (
     ModelHolder,
     Pipeline,
@@ -24,9 +24,10 @@ from edge_app.pipeline import (
     Stats,
     Status,
     Trigger,
+    model_title,
     runtime_factory,
 )
-from edge_app.settings import StationConfig
+from edge_app.settings import MODEL_HISTORY, StationConfig
 from edge_app.sources import SourceError, make_source
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class Station:
         self.source_name = ""
 
     def _make_archive(self, cfg: StationConfig) -> Archive | None:
-        return Archive(cfg.archive_path(), on_state=self._archive_state) if cfg.archive_enabled else None
+        keep = KeepPolicy.of(cfg)
+        return Archive(cfg.archive_path(), keep=keep, on_state=self._archive_state) if cfg.archive_enabled else None
 
     def _archive_state(self, msg: str) -> None:
         if self.plc is not None:
@@ -176,6 +178,8 @@ class Station:
             if self.archive is not None:
                 self.archive.close()
             self.archive = self._make_archive(cfg)
+        elif self.archive is not None:
+            self.archive.keep = KeepPolicy.of(cfg)
         if any(getattr(old, f) != getattr(cfg, f) for f in _PLC_FIELDS) and (self.plc is not None or cfg.plc):
             from edge_app.plc.modbus import PlcServerError
 
@@ -186,6 +190,36 @@ class Station:
         if was_running:
             return self.start()
         return False
+
+    def switch_model(self, folder: str) -> tuple[bool, str]:
+        """Run the bundle in `folder` ("" = the shipped one) from the next frame on, without
+        stopping the line; the bundle it replaces heads `cfg.model_history` for a rollback. A
+        bundle that does not load changes nothing: the running model stays. Returns (switched,
+        one line saying what happened)."""
+        cfg = replace(self.cfg, model=folder)
+        try:
+            runtime = self._load_runtime(cfg)()
+        except Exception as e:  # the runtime's BundleError, or anything a broken bundle raises
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            still = model_title(self.model.runtime) or str(self.cfg.model_dir())
+            msg = f"model {cfg.model_dir()} not loaded ({why}); still running {still}"
+            self._message(logging.ERROR, msg)
+            return False, msg
+        if self.cfg.thresholds:
+            runtime.set_thresholds(self.cfg.thresholds)  # the operator's thresholds hold for the new model too
+        history = [m for m in (self.cfg.model, *self.cfg.model_history) if m != folder][:MODEL_HISTORY]
+        self.cfg = replace(cfg, model_history=history)
+        old = self.model.swap(runtime, describe=str(cfg.model_dir()))
+        msg = f"model switched to {model_title(runtime)} ({cfg.model_dir()})"
+        msg += f"; {model_title(old)} kept for a rollback" if old is not None else ""
+        self._message(logging.INFO, msg)
+        return True, msg
+
+    def rollback_model(self) -> tuple[bool, str]:
+        """Back to the bundle run before this one (the head of `cfg.model_history`)."""
+        if not self.cfg.model_history:
+            return False, "no earlier model to roll back to"
+        return self.switch_model(self.cfg.model_history[0])
 
     def input_spec(self) -> Any:
         rt = self.model.runtime

@@ -42,15 +42,22 @@ def clear_of_thresholds(
     Comparing two models of one network (INT8 against FP32) only on these frames tells a model
     that computes something else from one that rounds a borderline frame the other way.
     """
-    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     scores = np.atleast_2d(scores)
-    defect_idx = [i for i, c in enumerate(CLASSES) if c != "OK"]
-    d = scores[:, defect_idx]
-    limits = np.array([th[CLASSES[i]] for i in defect_idx])
-    # decide's NG test as signed distances: NG exactly when the largest is >= 0
-    dist = np.concatenate([d - limits, (d.sum(1) - limits.min())[:, None]], axis=1).max(1)
+    d = scores[:, [i for i, c in enumerate(CLASSES) if c != "OK"]]
+    dist = threshold_distance(scores, thresholds)
     clear = np.abs(dist) > margin
     if d.shape[1] > 1:
         top = np.sort(d, axis=1)
         clear &= (dist < 0) | (top[:, -1] - top[:, -2] > margin)
     return clear
+
+
+def threshold_distance(scores: np.ndarray, thresholds: dict[str, float] | None = None) -> np.ndarray:
+    """(N,) signed distance of each frame's scores (N, 3) to `decide`'s NG boundary: NG exactly
+    when >= 0; a small absolute value is a borderline frame (the station keeps those for review)."""
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    scores = np.atleast_2d(scores)
+    defect_idx = [i for i, c in enumerate(CLASSES) if c != "OK"]
+    d = scores[:, defect_idx]
+    limits = np.array([th[CLASSES[i]] for i in defect_idx])
+    return np.concatenate([d - limits, (d.sum(1) - limits.min())[:, None]], axis=1).max(1)

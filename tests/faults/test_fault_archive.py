@@ -1,13 +1,13 @@
-"""The NG archive after power loss and hand edits: a flagged.csv cut off mid-row, a labels.csv
-with a bad row. Nothing saved is lost, and the review dialog never takes the station down."""
+"""The archive after power loss and hand edits: a flagged.csv (of the CSV version) cut off mid-row,
+a labels.csv with a bad row. Nothing saved is lost, and the review dialog never takes the station down."""
 
-import csv
 import time
 
+import cv2
 import numpy as np
 import pytest
 
-from edge_app.archive import Archive, ArchiveError
+from edge_app.archive import CLASSES, Archive, ArchiveError
 from edge_app.pipeline import Result
 from edge_app.sources import Frame
 
@@ -23,26 +23,26 @@ def ng(i, label="BENDNG", pin=5):
     return Result(Frame(np.full((480, 640, 3), 60, np.uint8), i, time.perf_counter()), Verdict(label, pin), 2.0, 0.0)
 
 
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
-
-
 @pytest.mark.parametrize("cut", [5, 30, -1])  # mid time, mid file name, only the newline lost
-def test_a_flagged_csv_cut_off_mid_row_does_not_swallow_the_next_row(tmp_path, cut):
+def test_a_flagged_csv_cut_off_mid_row_migrates_without_losing_an_image(tmp_path, cut):
+    # an archive of the CSV version whose last row was being written when the power went
+    names = ["20250101-120000-000_000001_BENDNG_p04.png", "20250101-120001-000_000002_NUKENG_p07.png"]
+    (tmp_path / "images").mkdir()
+    for n in names:
+        cv2.imwrite(str(tmp_path / "images" / n), np.zeros((48, 64, 3), np.uint8))
+    last = f"2025-01-01T12:00:01.000,{names[1]},NUKENG,7,0.1,0.8,0.1,sim,,\n"
+    text = "time,file,label,pin,score_BENDNG,score_NUKENG,score_OK,source,x,y\n"
+    text += f"2025-01-01T12:00:00.000,{names[0]},BENDNG,4,0.8,0.1,0.1,sim,,\n"
+    text += last[:cut] if cut > 0 else last[:-1]
+    (tmp_path / "flagged.csv").write_text(text)
     a = Archive(tmp_path)
-    first = a.save(ng(0))
-    path = tmp_path / "flagged.csv"
-    text = path.read_bytes()
-    header_end = text.index(b"\n") + 1
-    path.write_bytes(text[: header_end + cut] if cut > 0 else text[:-1])  # power lost during the write
-    second = a.save(ng(1, "NUKENG", 7))
-    got = rows(path)
-    assert got[-1][1] == second and got[-1][2] == "NUKENG" and len(got[-1]) == len(got[0])
-    assert path.read_bytes().endswith(b"\n")
-    assert [r.file for r in a.flagged()][0] == second
-    if cut == -1:
-        assert got[1][1] == first  # the whole row was there: kept as it was
+    rep = a.check()
+    assert rep.consistent and rep.rows == rep.images == 2 and rep.reindexed == (0 if cut == -1 else 1)
+    second = a.save(ng(3, "NUKENG", 7))
+    got = {r.file: r for r in a.flagged()}
+    assert set(got) == {*names, second} and all(r.label in CLASSES for r in got.values())
+    assert got[names[1]].kept == ("ng" if cut == -1 else "recovered")  # the whole row was there: kept as it was
+    assert (got[names[1]].label, got[names[1]].pin) == ("NUKENG", 7)  # from the row, or from the name
 
 
 def test_labels_csv_with_a_bad_pin_refuses_relabel_without_dropping_rows(tmp_path):

@@ -2,7 +2,6 @@
 frame being inspected, flush the archive, print the summary and exit 0, even when the capture
 thread is stuck in a read that never returns. Real subprocesses with the shipped model."""
 
-import csv
 import json
 import os
 import signal
@@ -13,6 +12,8 @@ import time
 
 import pytest
 from fault_helpers import REPO
+
+from edge_app.archive import Archive
 
 
 def start_station(*args):
@@ -61,10 +62,10 @@ def test_a_stop_signal_mid_run_finishes_flushes_and_prints_the_summary(tmp_path,
     verdicts = records[:-1]
     assert summary["frames"] == len(verdicts) >= 6 and summary["end"] == f"stopped by {sig.name}"
     ng = [v for v in verdicts if v["label"] != "OK"]
-    with open(archive / "flagged.csv", newline="") as f:
-        flagged = list(csv.DictReader(f))
-    # every NG verdict printed was archived, image and row, before the exit
-    assert len(flagged) == len(ng) == len(list((archive / "images").glob("*.png"))) > 0
+    rows = Archive(archive).flagged()
+    # every NG verdict printed was archived, image and row, before the exit (and any OK kept for review too)
+    assert len(rows) == len(list((archive / "images").glob("*.png"))) and not any(r.missing for r in rows)
+    assert sum("ng" in r.kept.split(",") for r in rows) == len(ng) > 0
     assert summary["archive"].startswith(f"{len(ng)} NG frames saved")
 
 

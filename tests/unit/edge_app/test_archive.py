@@ -1,4 +1,6 @@
-import csv
+import contextlib
+import os
+import sqlite3
 import time
 
 import cv2
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 from station_fakes import FakeVerdict
 
-from edge_app.archive import Archive, ArchiveError
+from edge_app.archive import Archive, ArchiveError, KeepPolicy
 from edge_app.pipeline import Result
 from edge_app.sources import Frame
 from training.data import read_labels
@@ -18,19 +20,21 @@ def result(i, label="BENDNG", pin=5, value=77):
     return Result(Frame(img, i, time.perf_counter()), FakeVerdict(label, pin, scores), 3.0, time.perf_counter())
 
 
-def test_save_writes_png_and_csv_row(tmp_path):
+def test_save_writes_png_and_its_row(tmp_path):
     a = Archive(tmp_path / "arch")
-    name = a.save(result(3, "NUKENG", 12), source="simulator")
+    r = result(3, "NUKENG", 12)
+    r.model, r.margin = "default 0.1.0+abc", 0.3
+    name = a.save(r, source="simulator")
     assert name.endswith("_000003_NUKENG_p12.png")
     img = cv2.imread(str(tmp_path / "arch" / "images" / name))
     assert img.shape == (480, 640, 3) and int(img.mean()) == 77
-    rows = list(csv.DictReader(open(tmp_path / "arch" / "flagged.csv")))
-    assert rows[0]["file"] == name and rows[0]["label"] == "NUKENG" and rows[0]["pin"] == "12"
-    assert float(rows[0]["score_NUKENG"]) == pytest.approx(0.8) and rows[0]["source"] == "simulator"
-    assert list(rows[0]) == [
-        "time", "file", "label", "pin", "score_BENDNG", "score_NUKENG", "score_OK", "source", "x", "y"
-    ]  # fmt: skip
-    assert (rows[0]["x"], rows[0]["y"]) == ("", "")  # no heatmap location given
+    (row,) = a.flagged()
+    assert row.file == name and row.label == "NUKENG" and row.pin == 12 and row.source == "simulator"
+    assert row.scores["NUKENG"] == pytest.approx(0.8) and row.where is None  # no heatmap location given
+    assert (row.kept, row.model, row.margin, row.reviewed) == ("ng", "default 0.1.0+abc", 0.3, None)
+    assert a.model_versions() == {"default 0.1.0+abc": 1}
+    assert not (tmp_path / "arch" / "flagged.csv").exists()
+    assert [p.name for p in (tmp_path / "arch" / "images").iterdir()] == [name]  # no temporary file left
 
 
 def test_relabel_round_trip_is_a_labelled_folder(tmp_path):
@@ -82,59 +86,31 @@ def test_full_disk_keeps_previous_files_and_recovers(tmp_path):
     states = []
     a = Archive(tmp_path, on_state=states.append)
     first = a.save(result(0))
-    before = (tmp_path / "flagged.csv").read_bytes()
     a.min_free_bytes = 1 << 62  # the disk is "full"
     with pytest.raises(ArchiveError, match="disk full"):
         a.save(result(1))
-    assert (tmp_path / "flagged.csv").read_bytes() == before
+    assert [r.file for r in a.flagged()] == [first]
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [first]
     a.min_free_bytes = 0  # space freed
     a.save(result(2))
     assert states[-1] == "" and a.message == "" and len(a.flagged()) == 2
 
 
-def test_half_written_row_is_cut_back(tmp_path, monkeypatch):
+def test_a_row_that_cannot_be_committed_leaves_no_image(tmp_path, monkeypatch):
     a = Archive(tmp_path)
-    a.save(result(0))
-    before = (tmp_path / "flagged.csv").read_bytes()
-    import builtins
+    first = a.save(result(0))
 
-    real_open = builtins.open
+    @contextlib.contextmanager
+    def full():
+        raise sqlite3.OperationalError("database or disk is full")
+        yield
 
-    class Failing:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def tell(self):
-            return self.f.tell()
-
-        def truncate(self, n):
-            return self.f.truncate(n)
-
-        def write(self, text):
-            self.f.write(text[:10])
-            self.f.flush()
-            raise OSError(28, "No space left on device")
-
-        def flush(self):
-            self.f.flush()
-
-    def fake_open(path, mode="r", *args, **kw):
-        f = real_open(path, mode, *args, **kw)
-        return Failing(f) if str(path).endswith("flagged.csv") and "a" in mode else f
-
-    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(a, "_write", full)
     with pytest.raises(ArchiveError, match="disk full"):
         a.save(result(1))
     monkeypatch.undo()
-    assert (tmp_path / "flagged.csv").read_bytes() == before
-    assert len(list((tmp_path / "images").iterdir())) == 1  # the image without its row is gone too
+    assert [p.name for p in (tmp_path / "images").iterdir()] == [first]  # nor its temporary file
+    assert len(a.flagged()) == 1 and a.check().consistent
 
 
 def test_writer_behind_drops_with_a_message(tmp_path):
@@ -146,3 +122,100 @@ def test_writer_behind_drops_with_a_message(tmp_path):
     assert "behind" in states[-1] and a.not_saved == 1
     assert not a.submit(result(2)) and len(states) == 1 and a.not_saved == 2
     a._thread = None
+
+
+def test_an_archive_of_the_csv_version_is_migrated_and_its_files_kept(tmp_path):
+    names = ["20250101-120000-000_000001_BENDNG_p04.png", "20250101-120001-000_000002_NUKENG_p09.png"]
+    (tmp_path / "images").mkdir()
+    for n in names:
+        cv2.imwrite(str(tmp_path / "images" / n), np.zeros((48, 64, 3), np.uint8))
+    header = "time,file,label,pin,score_BENDNG,score_NUKENG,score_OK,source,x,y\n"
+    (tmp_path / "flagged.csv").write_text(
+        header
+        + f"2025-01-01T12:00:00.000,{names[0]},BENDNG,4,0.9,0.05,0.05,camera:0,100.0,200.0\n"
+        + f"2025-01-01T12:00:01.000,{names[1]},NUKENG,9,0.1,0.8,0.1,camera:0,,\n"
+    )
+    (tmp_path / "labels.csv").write_text(f"file,label,pin\n{names[1]},OK,0\n")
+    a = Archive(tmp_path)
+    rows = {r.file: r for r in a.flagged()}
+    assert set(rows) == set(names) and rows[names[0]].where == (100.0, 200.0)
+    assert rows[names[1]].reviewed == ("OK", 0) and rows[names[0]].scores["BENDNG"] == pytest.approx(0.9)
+    assert (tmp_path / "flagged.csv.migrated").read_text().startswith(header)
+    assert not (tmp_path / "flagged.csv").exists()
+    assert a.check().consistent and Archive(tmp_path).labels() == {names[1]: ("OK", 0)}
+
+
+def test_check_repairs_what_a_kill_or_a_hand_leaves_and_says_so_in_one_line(tmp_path):
+    a = Archive(tmp_path)
+    kept, gone, unfinished = (a.save(result(i)) for i in range(3))
+    img = tmp_path / "images"
+    os.replace(img / unfinished, img / f".part-999-{unfinished}")  # killed between its row and its rename
+    (img / ".part-999-20250101-000000-000_000007_OK_p00.png").write_bytes(b"half a png")  # killed before its row
+    (img / gone).unlink()  # removed by hand
+    cv2.imwrite(str(img / "20250102-030405-006_000042_NUKENG_p11.png"), np.zeros((48, 64, 3), np.uint8))
+    cv2.imwrite(str(img / "holiday.png"), np.zeros((8, 8, 3), np.uint8))
+    old = time.time() - 60
+    for p in img.iterdir():
+        os.utime(p, (old, old))
+    rep = Archive(tmp_path).check()
+    assert (rep.completed, rep.temp_removed, rep.reindexed, rep.marked_missing) == (1, 1, 1, 1)
+    assert rep.unindexed == ["holiday.png"] and not rep.consistent
+    line = rep.line()
+    assert "\n" not in line and "1 unfinished save completed" in line and "1 row marked missing" in line
+    assert "holiday.png" in line
+    rows = {r.file: r for r in a.flagged()}
+    assert rows[gone].missing and not rows[unfinished].missing and (img / unfinished).exists()
+    recovered = rows["20250102-030405-006_000042_NUKENG_p11.png"]
+    assert (recovered.kept, recovered.label, recovered.pin) == ("recovered", "NUKENG", 11)
+    (img / "holiday.png").unlink()
+    again = a.check()
+    assert again.consistent and again.rows == again.images == 3 and "nothing to repair" in again.line()
+    assert a.count(todo=True) == 3  # the missing one is not left to review
+
+
+def test_keep_policy_samples_ok_frames_with_a_cap_and_keeps_every_borderline_one():
+    keep = KeepPolicy(ok_every=3, ok_per_hour=2, margin=0.05)
+
+    def why(label, margin, t):
+        r = result(0, label, 0 if label == "OK" else 3)
+        r.margin = margin
+        return keep.why(r, now=t)
+
+    assert why("BENDNG", 0.4, 0) == "ng" and why("NUKENG", 0.01, 0) == "ng,uncertain"
+    assert why("OK", 0.03, 0) == "uncertain"  # near a threshold: kept whatever the sample says
+    oks = [why("OK", 0.4, t) for t in range(12)]
+    assert oks == ["", "", "ok-sample", "", "", "ok-sample"] + [""] * 6  # every 3rd, two an hour
+    assert [why("OK", 0.4, 3700 + t) for t in range(3)] == ["", "", "ok-sample"]  # the next hour
+    assert KeepPolicy().why(result(0, "OK", 0)) == ""  # default: NG frames only
+
+
+def test_pages_by_uncertainty_and_counts_what_is_left(tmp_path):
+    a = Archive(tmp_path, keep=KeepPolicy(margin=0.1))
+    margins = [0.3, 0.02, float("nan"), 0.07, 0.2]
+    names = []
+    for i, m in enumerate(margins):
+        r = result(i)
+        r.margin = m
+        names.append(a.save(r))
+    order = [r.file for r in a.page(0, 10, order="uncertain")]
+    assert order == [names[1], names[3], names[4], names[0], names[2]]  # unknown margin last
+    assert [r.file for r in a.page(1, 2, order="uncertain")] == [names[3], names[4]]
+    assert [r.file for r in a.page(0, 2)] == [names[4], names[3]]  # newest first
+    a.relabel(names[1], "OK", 0, click=(10.0, 20.0))
+    assert a.count() == 5 and a.count(todo=True) == 4
+    assert a.page(0, 1, order="uncertain", todo=True)[0].file == names[3]
+    assert {r.file: r.click for r in a.flagged()}[names[1]] == (10.0, 20.0)
+
+
+def test_a_hand_edit_of_labels_csv_is_read_back_not_overwritten(tmp_path):
+    a = Archive(tmp_path)
+    n = [a.save(result(i)) for i in range(3)]
+    a.relabel(n[0], "OK", 0)
+    (tmp_path / "labels.csv").write_text(f"file,label,pin\n{n[1]},NUKENG,2\n")  # n[0] removed, n[1] added
+    a.relabel(n[2], "BENDNG", 7)
+    assert a.labels() == {n[1]: ("NUKENG", 2), n[2]: ("BENDNG", 7)}
+    assert sorted(read_labels(tmp_path)) == sorted([(n[1], "NUKENG", 2), (n[2], "BENDNG", 7)])
+    (tmp_path / "labels.csv").unlink()
+    assert a.labels() == {n[1]: ("NUKENG", 2), n[2]: ("BENDNG", 7)}  # the reviews live in archive.db
+    a.export_labels()
+    assert len(read_labels(tmp_path)) == 2

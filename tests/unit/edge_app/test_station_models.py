@@ -1,0 +1,101 @@
+"""Model versions in the station: switch to another bundle while it runs, roll back in one call,
+a bundle that fails to load leaves the running model, and every archived verdict names its model."""
+
+import threading
+import time
+
+from station_fakes import FakeRuntime
+
+from edge_app.archive import Archive
+from edge_app.settings import StationConfig
+from edge_app.station import Station
+
+
+def loader(loads):
+    """load_runtime: a FakeRuntime whose version is the bundle folder's name; 'broken' fails."""
+
+    def load_runtime(cfg):
+        def load():
+            if "broken" in cfg.model:
+                raise RuntimeError(f"{cfg.model}/bundle.json: sha256 of model_int8.onnx does not match")
+            rt = FakeRuntime(default="OK")
+            rt.info = {**rt.info, "name": "fake", "version": cfg.model or "shipped"}
+            loads.append(cfg.model)
+            return rt
+
+        return load
+
+    return load_runtime
+
+
+def station(tmp_path, loads, **kw):
+    seen = []
+    lock = threading.Lock()
+
+    def on_result(r):
+        with lock:
+            seen.append(r.model)
+
+    cfg = StationConfig(
+        source="sim", sim_fps=200, sim_pool=4, model="A", archive_dir=str(tmp_path / "archive"),
+        archive_ok_every=1, archive_ok_per_hour=0, thresholds={"BENDNG": 0.7}, **kw,
+    )  # fmt: skip
+    return Station(cfg, on_result=on_result, load_runtime=loader(loads)), seen
+
+
+def wait_for(seen, version, n=3, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for m in list(seen) if m == version) >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} verdicts of {version}: {sorted(set(seen))}")
+
+
+def test_switch_while_running_then_roll_back(tmp_path):
+    loads = []
+    st, seen = station(tmp_path, loads)
+    try:
+        assert st.start()
+        wait_for(seen, "fake A")
+        pipe = st.pipeline
+        ok, msg = st.switch_model("B")
+        assert ok and "fake-pinvit B" in msg and "fake-pinvit A (fake, fp32) kept for a rollback" in msg
+        wait_for(seen, "fake B")
+        assert st.pipeline is pipe and st.running  # no restart: the same pipeline, the same source
+        assert st.cfg.model == "B" and st.cfg.model_history == ["A"]
+        assert st.model.runtime.thresholds["BENDNG"] == 0.7  # the operator's thresholds hold for it
+        ok, msg = st.rollback_model()
+        assert ok and st.cfg.model == "A" and st.cfg.model_history == ["B"]
+        seen.clear()
+        wait_for(seen, "fake A")
+        assert loads == ["A", "B", "A"]
+    finally:
+        st.close()
+    versions = Archive(tmp_path / "archive").model_versions()
+    assert set(versions) == {"fake A", "fake B"} and all(versions.values())
+
+
+def test_a_bundle_that_fails_to_load_leaves_the_running_model(tmp_path):
+    messages = []
+    st, seen = station(tmp_path, [])
+    st._on_message = lambda level, msg: messages.append(msg)
+    try:
+        assert st.start()
+        wait_for(seen, "fake A")
+        ok, msg = st.switch_model("/bundles/broken")
+        assert not ok and "sha256" in msg and "still running fake-pinvit A" in msg and "\n" not in msg
+        assert st.cfg.model == "A" and st.cfg.model_history == [] and msg in messages
+        seen.clear()
+        wait_for(seen, "fake A")  # it kept inspecting with the model it had
+        assert st.rollback_model() == (False, "no earlier model to roll back to")
+    finally:
+        st.close()
+
+
+def test_the_history_is_short_and_holds_each_bundle_once(tmp_path):
+    st, _ = station(tmp_path, [], archive_enabled=False)
+    for m in ["B", "C", "A", "D", "E", "F", "G"]:
+        assert st.switch_model(m)[0]
+    assert st.cfg.model == "G" and st.cfg.model_history == ["F", "E", "D", "A", "C"]
+    assert st.model.runtime.info["version"] == "G" and not st.running  # switched while stopped too
