@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.plc.client import Cycle, PlcClientError, connect, cycle
+from edge_app.plc.client import Cycle, PlcClientError, connect, cycle, wait_for
 from edge_app.plc.registers import FaultCode, ResultCode
 
 EPILOG = """\
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", type=int, default=1, help="Modbus unit id of the station (default 1)")
     p.add_argument("--cycles", type=int, default=100, help="handshake cycles to drive (default 100)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each step (default 5)")
+    p.add_argument(
+        "--wait-ready", type=float, default=60.0, help="seconds to wait for a station still starting (default 60)"
+    )
     p.add_argument("--poll-ms", type=float, default=0.0, help="pause between reads, as a PLC scan (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object instead of a table")
     return p
@@ -103,10 +106,21 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(spec: str, n: int, unit: int = 1, timeout_s: float = 5.0, poll_s: float = 0.0) -> dict[str, Any]:
+def run(
+    spec: str, n: int, unit: int = 1, timeout_s: float = 5.0, poll_s: float = 0.0, wait_ready_s: float = 60.0
+) -> dict[str, Any]:
     """Drive `n` cycles; the report (raises PlcClientError when the station stops answering)."""
-    plc = connect(spec, unit)
+    deadline = time.perf_counter() + wait_ready_s
+    while True:  # a station just started may not listen yet, and renders and loads before it is Ready
+        try:
+            plc = connect(spec, unit)
+            break
+        except PlcClientError:
+            if time.perf_counter() > deadline:
+                raise
+            time.sleep(0.5)
     try:
+        wait_for(plc, "Ready", 1, max(0.0, deadline - time.perf_counter()), 0.05)
         first = plc.read()["Sequence"]
         cycles: list[Cycle] = []
         t0 = time.perf_counter()
@@ -134,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --cycles must be at least 1", file=sys.stderr)
         return 2
     try:
-        r = run(args.plc, args.cycles, args.unit, args.timeout, args.poll_ms / 1000.0)
+        r = run(args.plc, args.cycles, args.unit, args.timeout, args.poll_ms / 1000.0, args.wait_ready)
     except PlcClientError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

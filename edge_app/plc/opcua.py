@@ -26,7 +26,7 @@ OBJECT = "PinInspect"
 
 
 def node_id(ns: int, name: str) -> ua.NodeId:
-    return ua.NodeId(f"{OBJECT}.{name}", ns)
+    return ua.NodeId.from_string(f"ns={ns};s={OBJECT}.{name}")
 
 
 def _variant(name: str, value: int) -> ua.Variant:
@@ -82,13 +82,15 @@ class OpcUaServer:
         server.set_server_name("pininspect station")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         self.ns = ns = await server.register_namespace(NAMESPACE_URI)
-        obj = await server.nodes.objects.add_object(ua.NodeId(OBJECT, ns), ua.QualifiedName(OBJECT, ns))
+        obj_id = ua.NodeId.from_string(f"ns={ns};s={OBJECT}")
+        obj = await server.nodes.objects.add_object(obj_id, ua.QualifiedName(OBJECT, ns))
         nodes: dict[str, Any] = {}
         image = self.hs.snapshot()
         for s in SIGNALS:
             initial = _variant(s.name, image[s.name])
             var = await obj.add_variable(node_id(ns, s.name), ua.QualifiedName(s.name, ns), initial)
-            await var.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.LocalizedText(s.meaning)))
+            meaning = ua.DataValue(ua.Variant(ua.LocalizedText(s.meaning)))
+            await var.write_attribute(ua.AttributeIds.Description, meaning)
             if s.table.plc_writes:
                 await var.set_writable()
             nodes[s.name] = var
@@ -111,7 +113,11 @@ class OpcUaServer:
             failure.append(e.strerror or _why_not_listening(self.host, self.port, e))
             ready.set()
             return
-        self.hs.add_listener(lambda changes: loop.call_soon_threadsafe(queue.put_nowait, changes))
+
+        def hand_over(changes: list[tuple[str, int]]) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, changes)
+
+        self.hs.add_listener(hand_over)
         ready.set()
         try:
             while not self._stop.is_set():

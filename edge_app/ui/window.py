@@ -133,7 +133,7 @@ class StationWindow(QMainWindow):
         self.trigger_button.setMinimumHeight(44)
         self.trigger_button.setToolTip("Inspect the next frame (space bar); with --trigger key")
         self.trigger_button.clicked.connect(self.trigger)
-        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.trigger)
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.trigger)
         self.heatmap_box = QCheckBox("Show heatmap")
         self.heatmap_box.toggled.connect(lambda _: self._redraw())
         self.source_label = QLabel()
@@ -200,13 +200,13 @@ class StationWindow(QMainWindow):
         self.plc_box = QGroupBox("PLC link")
         plg = QGridLayout(self.plc_box)
         self.plc_labels: dict[str, QLabel] = {}
-        for i, (key, name) in enumerate(
+        for i, (key, title) in enumerate(
             (("endpoint", "Server"), ("clients", "Client"), ("last_trigger", "Last trigger"), ("cycle", "Cycle time"),
              ("ignored", "Ignored triggers"), ("fault", "Fault"))
         ):  # fmt: skip
             value = QLabel("-")
             value.setWordWrap(True)
-            plg.addWidget(QLabel(name), i, 0)
+            plg.addWidget(QLabel(title), i, 0)
             plg.addWidget(value, i, 1)
             self.plc_labels[key] = value
         self.plc_box.hide()
