@@ -222,10 +222,12 @@ def run(
 def _stdin_triggers(pipe: Pipeline, stdin: TextIO, err: TextIO) -> None:
     """One trigger per line, each once the previous one is answered; at the end of stdin, the run
     ends when the last trigger is answered."""
+    while not pipe.status.running:  # until the run has started
+        time.sleep(0.01)
     for _line in stdin:
-        while not pipe.wait(0) and pipe.trigger("stdin") is None:
+        while pipe.status.running and pipe.trigger("stdin") is None:
             time.sleep(0.002)  # the previous trigger is still open, or the camera is not running yet
-    while pipe.trigger_open is not None and not pipe.wait(0):
+    while pipe.status.running and pipe.trigger_open is not None:
         time.sleep(0.002)
     pipe.stop(timeout=0)
 

@@ -231,6 +231,7 @@ class FlakyCamera(SimSource):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.unplugged = threading.Event()
+        self.read_s = 0.0  # how long a read takes (the exposure), checked for unplugging at its end
 
     def open(self):
         if self.unplugged.is_set():
@@ -238,6 +239,7 @@ class FlakyCamera(SimSource):
         super().open()
 
     def read(self):
+        time.sleep(self.read_s)
         if self.unplugged.is_set():
             raise SourceError("camera 9: no frame (unplugged)")
         return super().read()
@@ -284,9 +286,11 @@ def test_camera_fault_mid_cycle_gives_fault_within_one_cycle_and_recovery_clears
     st, plc, src, port, verdicts = modbus_station
     for _ in range(5):
         assert cycle(plc).signals["FaultCode"] == 0
+    src.read_s = 0.3
     wait_for(plc, "Ready", 1, 5)
-    src.unplugged.set()
     plc.write(Trigger=True)
+    wait_for(plc, "Busy", 1, 1)
+    src.unplugged.set()  # during the cycle: the frame for this trigger is still being exposed
     bits = wait_for(plc, "ResultValid", 1, 3)  # answered, not left hanging
     im = plc.read()
     assert im["Result"] == ResultCode.NO_RESULT and im["OK"] == 0 and im["NG"] == 0
@@ -298,6 +302,7 @@ def test_camera_fault_mid_cycle_gives_fault_within_one_cycle_and_recovery_clears
     plc.write(Trigger=True)  # ignored, counted
     plc.write(Trigger=False)
     assert st.plc.handshake.ignored == 1
+    src.read_s = 0.0
     src.unplugged.clear()
     bits = wait_for(plc, "Ready", 1, 10)
     assert bits["Fault"] == 0 and plc.read()["FaultCode"] == 0
@@ -347,3 +352,28 @@ def test_a_port_in_use_is_one_line_naming_the_setting():
         port = s.getsockname()[1]
         with pytest.raises(PlcServerError, match=re.escape(f"plc_port: cannot listen on 127.0.0.1:{port}")):
             ModbusServer(Handshake(lambda: None), "127.0.0.1", port).start()
+
+
+def test_headless_stdin_trigger_inspects_one_frame_per_line(monkeypatch):
+    import io
+    import json
+
+    import edge_app.headless as headless
+
+    made = {}
+    real = headless.make_source
+
+    def make_source(text, cfg=None):
+        made["src"] = real(text, cfg)
+        return made["src"]
+
+    monkeypatch.setattr(headless, "make_source", make_source)
+    cfg = StationConfig(source="sim", sim_fps=30, sim_pool=8, archive_enabled=False, trigger="stdin")
+    out, err = io.StringIO(), io.StringIO()
+    status, summary = headless.run(
+        cfg, out=out, err=err, stdin=io.StringIO("\n" * 4), load_runtime=lambda: FakeRuntime(made["src"])
+    )
+    assert status == 0, err.getvalue()
+    records = [json.loads(line) for line in out.getvalue().splitlines()[:-1]]
+    assert [r["trigger"]["id"] for r in records] == [1, 2, 3, 4] and summary["frames"] == 4
+    assert all(r["trigger"]["origin"] == "stdin" and r["trigger"]["ms"] >= 0 for r in records)
