@@ -95,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="headless: stop after this many verdicts")
     p.add_argument("--quiet", action="store_true", help="headless: print only the summary")
     p.add_argument("--save-config", action="store_true", help="write the resolved settings to the settings file")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument(
+        "--switch-model",
+        metavar="DIR",
+        help="check that the bundle in DIR loads, make it the model in the settings file (the current one is "
+        "kept for --rollback-model) and exit; the window's Switch model does the same while it runs",
+    )
+    m.add_argument(
+        "--rollback-model", action="store_true", help="make the previous model (model_history) the model again"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --frames must be at least 1", file=sys.stderr)
         return 2
     config_path = args.config or default_config_path()
+    if args.switch_model is not None or args.rollback_model:
+        return switch_model(args.switch_model, load_config(config_path)[0], config_path)
     if args.save_config:
         try:
             save_config(cfg, config_path)
@@ -205,6 +217,27 @@ def main(argv: list[str] | None = None) -> int:
     from edge_app.ui.app import run_window
 
     return run_window(cfg, config_path, warnings, file_config=load_config(config_path)[0])
+
+
+def switch_model(folder: str | None, file_cfg: StationConfig, config_path: Path) -> int:
+    """--switch-model / --rollback-model (folder None): load the bundle as the station would, and
+    only if it loads write it, with the model history, to the settings file."""
+    from dataclasses import replace
+
+    from edge_app.station import Station
+
+    station = Station(replace(file_cfg, archive_enabled=False))
+    done, msg = station.rollback_model() if folder is None else station.switch_model(folder)
+    if not done:
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+    try:
+        save_config(replace(file_cfg, model=station.cfg.model, model_history=station.cfg.model_history), config_path)
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{msg}; saved to {config_path}")
+    return 0
 
 
 def _display_available() -> bool:

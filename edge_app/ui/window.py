@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -50,6 +51,7 @@ WORDS = {"BENDNG": "bent", "NUKENG": "pushed back or missing"}
 
 
 class StationWindow(QMainWindow):
+    modelSwitched = pyqtSignal(bool, str)  # a model switch or rollback has finished: (done, one line)
     verdictShown = pyqtSignal(object)  # the Result now on screen (tests wait on it)
 
     def __init__(
@@ -83,6 +85,7 @@ class StationWindow(QMainWindow):
         self.bridge.statusChanged.connect(self._show_status)
         self.bridge.message.connect(self._log)
         self.bridge.archiveState.connect(self._show_archive_state)
+        self.modelSwitched.connect(self._model_switched)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh_numbers)
         self._timer.start(250)
@@ -97,6 +100,7 @@ class StationWindow(QMainWindow):
         self._apply_config_to_widgets()
         self._show_status(Status())
         self._open_plc()
+        self._show_history()
         self._refresh_numbers()
 
     # -- layout -------------------------------------------------------------------------------
@@ -217,6 +221,15 @@ class StationWindow(QMainWindow):
         self.model_label = QLabel("-")
         self.model_label.setWordWrap(True)
         mg.addWidget(self.model_label)
+        mb = QHBoxLayout()
+        self.switch_button = QPushButton("Switch model...")
+        self.switch_button.setToolTip("run another model bundle from the next frame; this one is kept for a rollback")
+        self.switch_button.clicked.connect(self.pick_model)
+        self.rollback_button = QPushButton("Roll back")
+        self.rollback_button.clicked.connect(lambda: self.switch_model(None))
+        mb.addWidget(self.switch_button)
+        mb.addWidget(self.rollback_button)
+        mg.addLayout(mb)
         th = QGridLayout()
         self.threshold_boxes: dict[str, QDoubleSpinBox] = {}
         for i, cls in enumerate(DEFECT_CLASSES):
@@ -313,6 +326,42 @@ class StationWindow(QMainWindow):
         self._apply_config_to_widgets()
         if self.station.running:
             self.source_label.setText(f"Source: {self.station.source_name}")
+
+    def pick_model(self) -> None:
+        from PyQt6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Model bundle folder", str(self.station.cfg.model_dir()))
+        if folder:
+            self.switch_model(folder)
+
+    def switch_model(self, folder: str | None) -> None:
+        """Load the bundle in `folder` (None: roll back to the previous one) off the GUI thread;
+        the line keeps inspecting with the running model until the new one is ready."""
+        self.switch_button.setEnabled(False)
+        self.rollback_button.setEnabled(False)
+
+        def work() -> None:
+            try:
+                done, msg = self.station.rollback_model() if folder is None else self.station.switch_model(folder)
+            except Exception as e:  # reported in the window, never lost with the thread
+                done, msg = False, f"model switch: {e}"
+            self.modelSwitched.emit(done, msg)
+
+        threading.Thread(target=work, name="pininspect-model-switch", daemon=True).start()
+
+    def _model_switched(self, done: bool, msg: str) -> None:
+        self.switch_button.setEnabled(True)
+        self._show_history()
+        self._set_problem("switch", "" if done else msg)
+        if done:
+            self._save_settings(("model", "model_history"))
+            self._show_status(self._status)
+
+    def _show_history(self) -> None:
+        history = self.station.cfg.model_history
+        self.rollback_button.setEnabled(bool(history))
+        back = (history[0] or "the shipped model") if history else "nothing to roll back to"
+        self.rollback_button.setToolTip(f"back to {back}")
 
     def open_review(self) -> None:
         from edge_app.ui.dialogs import ReviewDialog

@@ -4,6 +4,7 @@ a bundle that fails to load leaves the running model, and every archived verdict
 import threading
 import time
 
+import pytest
 from station_fakes import FakeRuntime
 
 from edge_app.archive import Archive
@@ -99,3 +100,43 @@ def test_the_history_is_short_and_holds_each_bundle_once(tmp_path):
         assert st.switch_model(m)[0]
     assert st.cfg.model == "G" and st.cfg.model_history == ["F", "E", "D", "A", "C"]
     assert st.model.runtime.info["version"] == "G" and not st.running  # switched while stopped too
+
+
+def test_the_command_line_switch_refuses_a_bundle_that_does_not_load(tmp_path, capsys):
+    from edge_app.__main__ import main
+    from edge_app.settings import load_config, save_config
+
+    path = tmp_path / "station.json"
+    save_config(StationConfig(model="A", model_history=["Z"]), path)
+    before = path.read_text()
+    assert main(["--config", str(path), "--switch-model", str(tmp_path / "no-bundle")]) == 1
+    err = capsys.readouterr().err
+    assert "error: model" in err and "no-bundle" in err and "Traceback" not in err
+    assert path.read_text() == before  # the settings file still names the model that loads
+    assert load_config(path)[0].model_history == ["Z"]
+
+
+@pytest.mark.gui
+def test_the_window_switches_and_rolls_back_and_saves_the_history(qtbot, tmp_path):
+    from edge_app.settings import load_config
+    from edge_app.ui.window import StationWindow
+
+    cfg = StationConfig(source="sim", sim_fps=40, sim_pool=4, model="A", archive_enabled=False)
+    win = StationWindow(cfg, tmp_path / "station.json", load_runtime=loader([]), file_config=StationConfig())
+    qtbot.addWidget(win)
+    try:
+        assert not win.rollback_button.isEnabled()
+        with qtbot.waitSignal(win.modelSwitched, timeout=10000) as sig:
+            win.switch_model("B")
+        assert sig.args[0] and win.rollback_button.isEnabled()
+        saved = load_config(tmp_path / "station.json")[0]
+        assert (saved.model, saved.model_history) == ("B", ["A"])
+        with qtbot.waitSignal(win.modelSwitched, timeout=10000) as sig:
+            win.switch_model("/bundles/broken")
+        assert not sig.args[0] and "still running" in win.banner.text() and win.station.cfg.model == "B"
+        with qtbot.waitSignal(win.modelSwitched, timeout=10000) as sig:
+            win.rollback_button.click()
+        assert sig.args[0] and load_config(tmp_path / "station.json")[0].model == "A"
+        assert win.station.model.runtime.info["version"] == "A"
+    finally:
+        win.station.close()
