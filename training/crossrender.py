@@ -41,14 +41,17 @@ def score(
     n: int | None = None,
     data: Path = datasets.REPO / "data",
     progress: bool = True,
+    preds_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """One row of metrics per named set."""
+    """One row of metrics per named set; each set's predictions CSV goes to `preds_dir`
+    (default runs/crossrender/), never beside the checkpoint (models/default is shipped)."""
     spec = load_part(part)
     rows = []
+    out = Path(preds_dir) if preds_dir else datasets.REPO / "runs" / "crossrender"
     for name in set_names:
         s = datasets.get(name)
         folder = datasets.materialize(s, spec, data, n=n, progress=progress)
-        preds = Path(checkpoint).parent / f"preds-{folder.name}.csv"
+        preds = out / f"preds-{Path(checkpoint).parent.name}-{folder.name}.csv"
         result = evaluate(Path(checkpoint), folder, preds, progress=progress)
         rows.append({"set": name, "renderer": s.renderer, "folder": str(folder), **result["metrics"]})
     return rows

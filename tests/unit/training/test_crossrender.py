@@ -16,7 +16,10 @@ SPEC = load_part("default")
 
 def test_score_gives_a_row_per_set_with_missing_pins(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "m" / "model.safetensors", 0, SPEC)
-    rows = crossrender.score(ckpt, ["procedural-test"], n=12, data=tmp_path / "data", progress=False)
+    rows = crossrender.score(
+        ckpt, ["procedural-test"], n=12, data=tmp_path / "data", progress=False, preds_dir=tmp_path / "preds"
+    )
+    assert len(list((tmp_path / "preds").glob("preds-*.csv"))) == 1 and not list(ckpt.parent.glob("preds-*"))
     assert len(rows) == 1 and rows[0]["set"] == "procedural-test" and rows[0]["n"] == 12
     labels = (tmp_path / "data").glob("procedural-test-*/labels.csv")
     truth = next(labels).read_text().splitlines()[1:]
