@@ -101,8 +101,9 @@ CREATE TABLE IF NOT EXISTS frames (
     review_y REAL,
     reviewed_at TEXT
 );
-CREATE INDEX IF NOT EXISTS frames_uncertain ON frames (ifnull(margin, 1e9), id);
-CREATE INDEX IF NOT EXISTS frames_todo ON frames (review_label, missing);
+DROP INDEX IF EXISTS frames_uncertain;
+CREATE INDEX IF NOT EXISTS frames_by_margin ON frames (ifnull(margin, 1e9), id, review_label, missing);
+CREATE INDEX IF NOT EXISTS frames_todo ON frames (review_label, missing);  -- counts what is left
 CREATE TABLE IF NOT EXISTS reviews (
     id INTEGER PRIMARY KEY,
     file TEXT NOT NULL,
@@ -114,7 +115,9 @@ CREATE TABLE IF NOT EXISTS reviews (
     origin TEXT NOT NULL
 );
 """
-ORDERS = {"newest": "id DESC", "uncertain": "ifnull(margin, 1e9), id"}
+# (index to read, order): the margin index holds the review columns, so skipping to a deep page of
+# what is left reads the index alone
+ORDERS = {"newest": ("", "id DESC"), "uncertain": ("INDEXED BY frames_by_margin", "ifnull(margin, 1e9), id")}
 
 
 class ArchiveError(OSError):
@@ -685,7 +688,8 @@ class Archive:
         """`limit` rows from `offset` on, newest first or most uncertain first (`order`); `todo`:
         only the frames nobody has reviewed yet. Reads only those rows, so a large archive pages."""
         where = "WHERE review_label IS NULL AND missing = 0" if todo else ""
-        q = f"SELECT * FROM frames {where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?"
+        index, by = ORDERS[order]
+        q = f"SELECT * FROM frames {index} {where} ORDER BY {by} LIMIT ? OFFSET ?"
         return [self._row(r) for r in self._read(q, (int(limit), int(offset)))]
 
     def count(self, todo: bool = False) -> int:

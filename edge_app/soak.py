@@ -118,8 +118,9 @@ def process_now() -> tuple[float, int, int]:
 def drift_table(samples: list[Sample], warmup: float, rows: int = 10) -> tuple[str, dict[str, float]]:
     """A markdown table of the run in `rows` phases and the drift of its figures after `warmup`
     (a fraction of the run)."""
+    samples = [s for s in samples if s.frames]  # not the model load and the simulator's first renders
     if not samples:
-        return "no samples", {}
+        return "no samples with frames", {}
     groups = [g for g in np.array_split(np.arange(len(samples)), min(rows, len(samples))) if len(g)]
     head = "| minutes | frames | fps | RSS MB | open files | threads | p50 ms | p99 ms | archived | faults |"
     lines = [head, "|" + "---|" * 10]
@@ -133,8 +134,8 @@ def drift_table(samples: list[Sample], warmup: float, rows: int = 10) -> tuple[s
             "rss": float(np.median([x.rss_mb for x in s])),
             "files": max(x.files for x in s),
             "threads": max(x.threads for x in s),
-            "p50": float(np.nanmedian([x.p50 for x in s])),
-            "p99": float(np.nanmedian([x.p99 for x in s])),
+            "p50": _median([x.p50 for x in s]),
+            "p99": _median([x.p99 for x in s]),
             "archived": s[-1].archived,
             "faults": s[-1].faults,
         }
@@ -152,6 +153,11 @@ def drift_table(samples: list[Sample], warmup: float, rows: int = 10) -> tuple[s
         "threads_growth": last["threads"] - first["threads"],
     }
     return "\n".join(lines), drift
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return float(np.median(finite)) if finite else float("nan")
 
 
 def write_png(samples: list[Sample], path: Path) -> str:
@@ -217,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     window: list[float] = []
     count = [0]
     recoveries = [0]
-    last_state: list[SourceState] = [SourceState.IDLE]
+    down = [False]
 
     def on_result(r: Result) -> None:
         with lock:
@@ -225,9 +231,11 @@ def run(args: argparse.Namespace) -> int:
             count[0] += 1
 
     def on_status(st: Status) -> None:
-        if st.source is SourceState.RUNNING and last_state[0] is SourceState.DISCONNECTED:
+        if st.source is SourceState.DISCONNECTED:
+            down[0] = True
+        elif st.source is SourceState.RUNNING and down[0]:
             recoveries[0] += 1
-        last_state[0] = st.source
+            down[0] = False
 
     pipe = Pipeline(
         source,
@@ -321,12 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fsync", action="store_true", help="archive without fsync (faster, not power-loss safe)")
     p.add_argument("--png", type=Path, help="write the curves to this PNG (needs matplotlib)")
     p.add_argument("--progress", type=int, default=12, help="print a line every N samples (0: none)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every source state change")
     args = p.parse_args(argv)
     if args.frames is not None and args.frames < 1 or args.hours is not None and args.hours <= 0:
         p.error("--frames and --hours must be positive")
     if args.fault_every and args.fault_for >= args.fault_every:
         p.error("--fault-for must be shorter than --fault-every")
-    logging.basicConfig(level=logging.INFO if os.environ.get("SOAK_DEBUG") else logging.ERROR, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = logging.INFO if args.verbose else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     return run(args)
 
 

@@ -19,11 +19,17 @@ from models.part import CLASSES
 
 # a station-like writer: small frames saved as fast as it can, a review now and then
 WRITER = """
-import sys, time
+import sys
 import numpy as np
 from edge_app.archive import Archive
-from edge_app.pipeline import Result
-from edge_app.sources import Frame
+
+class Frame:  # what a save reads of edge_app.pipeline.Result (lighter to import)
+    def __init__(self, image, index):
+        self.image, self.index = image, index
+
+class Result:
+    def __init__(self, frame, verdict, model):
+        self.frame, self.verdict, self.model = frame, verdict, model
 
 class V:
     def __init__(self, i):
@@ -37,7 +43,7 @@ print(a.check().line(), flush=True)
 img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
 i = 0
 while True:
-    r = Result(Frame(img, i, time.perf_counter()), V(i), 1.0, 0.0, model="kill-test 1")
+    r = Result(Frame(img, i), V(i), "kill-test 1")
     name = a.save(r, "writer")
     if i % 4 == 3:
         a.relabel(name, "OK", 0)
