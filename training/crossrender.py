@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
     tr.add_argument("--blender-n", type=int, default=None, help="Blender training frames (default: the set's)")
     for p in (sc, tr):
-        p.add_argument("--sets", default=",".join(DEFAULT_SETS), help=f"sets to score on (known: {', '.join(datasets.SETS)})")
-        p.add_argument("--n", type=int, default=None, help="score on the first N frames of each set's seed (quick look)")
+        p.add_argument(
+            "--sets", default=",".join(DEFAULT_SETS), help=f"sets to score on (known: {', '.join(datasets.SETS)})"
+        )
+        p.add_argument(
+            "--n", type=int, default=None, help="score on the first N frames of each set's seed (quick look)"
+        )
         p.add_argument("--part", default="default")
         p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
         p.add_argument("--quiet", action="store_true")

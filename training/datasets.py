@@ -75,7 +75,12 @@ def blender_python() -> Path:
 
 
 def materialize(
-    s: NamedSet, part: PartSpec, data: Path = REPO / "data", n: int | None = None, workers: int = 2, progress: bool = True
+    s: NamedSet,
+    part: PartSpec,
+    data: Path = REPO / "data",
+    n: int | None = None,
+    workers: int = 2,
+    progress: bool = True,
 ) -> Path:
     """The set's folder, rendered now unless it is already on disk with the same settings.
     `n` takes a prefix-sized variant (fewer frames, same seed) for quick looks."""

@@ -376,7 +376,11 @@ def loss_terms(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig) 
         "dense": _ce(dense.reshape(-1, n_cls), batch["dense"].reshape(-1), weight),
         "pin_map": cfg.pin_map_weight * _ce(pin_logits.reshape(-1, pin_logits.shape[-1]), batch["pinmap"].reshape(-1)),
         "image": cfg.image_weight
-        * (F.nll_loss(log_scores, batch["image_label"], ignore_index=-100) if bool(has_label.any()) else log_scores.sum() * 0.0),
+        * (
+            F.nll_loss(log_scores, batch["image_label"], ignore_index=-100)
+            if bool(has_label.any())
+            else log_scores.sum() * 0.0
+        ),
     }
 
 
@@ -385,7 +389,9 @@ def compute_loss(model: PinViT, batch: dict[str, torch.Tensor], cfg: TrainConfig
     terms = loss_terms(model, batch, cfg)
     for name, value in terms.items():
         if not bool(torch.isfinite(value.detach()).all()):
-            raise NonFiniteLoss(f"{where}the {name} loss is {value.item()} (not finite); stopping before the weights break")
+            raise NonFiniteLoss(
+                f"{where}the {name} loss is {value.item()} (not finite); stopping before the weights break"
+            )
     return sum(terms.values(), torch.zeros(()))
 
 
