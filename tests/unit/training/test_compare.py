@@ -1,5 +1,6 @@
 """training.compare: one selection set, one table row per run."""
 
+import csv
 import json
 
 from export.testing import tiny_checkpoint
@@ -15,8 +16,13 @@ def test_compare_two_runs_on_one_selection_set(tmp_path, capsys):
     assert rc == 0
     table = json.loads(out.read_text())
     assert [r["run"] for r in table["runs"]] == [str(a.parent), str(b)]
-    for r in table["runs"]:
-        assert 0 <= r["escapes"] <= 6 and 0 <= r["overkills"] <= 3  # 9 images: 6 defective, 3 OK
+    (folder,) = (tmp_path / "data").iterdir()
+    truth = {row["file"]: row["label"] for row in csv.DictReader(open(folder / "labels.csv"))}
+    for r, name in zip(table["runs"], ["a", "b"], strict=True):
+        # the table's counts are the ones the run's own predictions give, recounted here
+        pred = {row["file"]: row["label"] for row in csv.DictReader(open(folder / f"preds-{name}.csv"))}
+        assert r["escapes"] == sum(truth[f] != "OK" and pred[f] == "OK" for f in truth)
+        assert r["overkills"] == sum(truth[f] == "OK" and pred[f] != "OK" for f in truth)
         assert sum(v for k, v in r["escapes_by_kind"].items() if k.startswith("style")) == r["escapes"]
     printed = capsys.readouterr().out
     assert "| escapes |" in printed and str(b) in printed
