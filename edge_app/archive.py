@@ -848,7 +848,7 @@ def _finite(v: Any) -> float | None:
 def nominal_pins(part: str = "default") -> np.ndarray:
     """(P, 2) frame pixel of each pin's tip, averaged over the camera poses the part spec allows."""
     from models.part import load_part
-    from training.synth.render import ground_truth, sample_params
+    from models.synth.render import ground_truth, sample_params
 
     spec = load_part(part)
     rng = np.random.default_rng(0)

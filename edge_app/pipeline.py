@@ -75,7 +75,7 @@ class VerdictLike(Protocol):
 
 
 class RuntimeLike(Protocol):
-    """What the pipeline needs of edge_app.runtime.Runtime (tests pass fakes)."""
+    """What the pipeline needs of models.runtime.Runtime (tests pass fakes)."""
 
     @property
     def name(self) -> str: ...
@@ -104,7 +104,7 @@ class Trigger:
 @dataclass
 class Result:
     frame: Frame
-    verdict: Any  # edge_app.runtime.Verdict
+    verdict: Any  # models.runtime.Verdict
     latency_ms: float  # capture to verdict
     t_done: float  # time.perf_counter()
     infer_ms: float = float("nan")  # inside runtime.infer
@@ -340,7 +340,7 @@ def runtime_factory(cfg: Any) -> Callable[[], RuntimeLike]:
     """How a StationConfig's model is loaded (imports the runtime only when called)."""
 
     def load() -> RuntimeLike:
-        from edge_app.runtime import Runtime
+        from models.runtime import Runtime
 
         return Runtime(
             cfg.model_dir(),

@@ -3,7 +3,7 @@
   python -m edge_app.predict --model models/default --images DIR --out preds.csv
       [--backend openvino|onnxruntime] [--precision int8|fp32] [--labels CSV] [--part default]
 
-The station's runtime (edge_app.runtime) on a folder: the same bundle, preprocessing and verdict
+The station's runtime (models.runtime) on a folder: the same bundle, preprocessing and verdict
 rule as on the line. Writes one row per image (`file,label,pin,score_BENDNG,score_NUKENG,score_OK`;
 pin is the suspected pin, 0 for OK), the same columns as `python -m training.evaluate` writes for
 a checkpoint. DIR is a folder of 640x480 frames, or a labelled folder (DIR/images + DIR/labels.csv).
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.bundle import Backend, BundleError, Precision
-from edge_app.runtime import Runtime
+from models.bundle import Backend, BundleError, Precision
 from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError, part_from_dict
 from models.preprocess import FrameError, InputSpec, read_frame
+from models.runtime import Runtime
 
 InputError = LabelsError  # a folder or labels file that cannot be used
 

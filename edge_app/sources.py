@@ -278,7 +278,7 @@ class FolderSource(Source):
 
 
 class SimSource(Source):
-    """A simulated camera over the line: renders of the part (training.synth.render, PART.md's
+    """A simulated camera over the line: renders of the part (models.synth.render, PART.md's
     camera ranges, photo style) with a chosen defect rate, each frame carrying its truth.
 
     `pool` > 0 renders that many distinct frames up front (in `open`) and cycles them, so the
@@ -312,7 +312,7 @@ class SimSource(Source):
         return Truth(str(rng.choice(["BENDNG", "NUKENG"])), int(rng.integers(1, self.spec.n_pins + 1)))
 
     def _render(self, truth: Truth, rng: np.random.Generator) -> tuple[np.ndarray, Truth]:
-        from training.synth.render import ground_truth, render, sample_params
+        from models.synth.render import ground_truth, render, sample_params
 
         params = sample_params(self.spec, rng, truth.label, truth.pin, "photo", widen=1.0)
         img = render(self.spec, params)

@@ -3,11 +3,11 @@
   python -m export.benchmark --model models/default
   python -m export.benchmark --model models/default --n 300 --json bench.json --png bench.png
 
-For each backend and precision the bundle holds, through the station's runtime (edge_app.runtime):
+For each backend and precision the bundle holds, through the station's runtime (models.runtime):
   latency p50 / p95 at batch 1 (the model call alone, and frame -> verdict with preprocessing),
   throughput at batch 8, accuracy / escape / overkill on a rendered labelled set, file size.
 Prints one markdown table, and the model the station would choose on this machine (the same
-self-check edge_app.runtime runs on first load, edge_app/autoselect.py; it uses and fills the
+self-check models.runtime runs on first load, models/autoselect.py; it uses and fills the
 station's per-user cache); --json and --png write the same numbers as data and as a chart.
 The CPU is shared with whatever else runs: close other work for numbers worth quoting.
 """
@@ -27,15 +27,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_app.bundle import BundleError, available, read_bundle
-from edge_app.runtime import Runtime, default_threads
 from export import data as frames_io
 from export.evaluate import run_runtime
+from models.bundle import BundleError, available, read_bundle
 from models.cpu import cpu_name, isa_text
 from models.decision import decide
 from models.labels import list_images
 from models.metrics import metrics
 from models.part import PartSpecError, part_from_dict
+from models.runtime import Runtime, default_threads
 
 
 def _timed(fn: Any, iters: int) -> np.ndarray:

@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.bundle import (
+from export import data as frames_io
+from export.evaluate import Evaluation, accuracy_problems, evaluate, format_table, parity_problems
+from export.int8 import ORT_DEFAULT_OPS, float_nodes, quantize_onnx, quantize_openvino, save_openvino, to_openvino
+from export.onnx_export import export_onnx
+from models.bundle import (
     BUNDLE_FILE,
     FRAMES_FILE,
     MODEL_FILES,
@@ -30,10 +34,6 @@ from edge_app.bundle import (
     sha256_file,
     write_frames,
 )
-from export import data as frames_io
-from export.evaluate import Evaluation, accuracy_problems, evaluate, format_table, parity_problems
-from export.int8 import ORT_DEFAULT_OPS, float_nodes, quantize_onnx, quantize_openvino, save_openvino, to_openvino
-from export.onnx_export import export_onnx
 from models.part import part_from_dict
 
 ALL_MODELS = list(PREFERENCE)
@@ -199,7 +199,7 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
         _write_json(stage / BUNDLE_FILE, info)
 
         i += 1
-        t = _step(i, steps, "parity (torch vs ONNX Runtime / OpenVINO FP32) and accuracy, through edge_app.runtime")
+        t = _step(i, steps, "parity (torch vs ONNX Runtime / OpenVINO FP32) and accuracy, through models.runtime")
         check_set = ev_frames if ev_frames is not None else calib.subset(0, 32)  # parity only
         ev = evaluate(
             stage, keys, check_set, desc["thresholds"], torch_model=model, expected_part=part, threads=threads

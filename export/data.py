@@ -16,7 +16,7 @@ import numpy as np
 from models.labels import list_images, read_labels
 from models.part import PartSpec
 from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
-from training.synth.dataset import SynthConfig, generate, parse_styles
+from models.synth.dataset import SynthConfig, generate, parse_styles
 
 
 @dataclass

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.runtime import Runtime
 from export.data import FrameSet
 from models.decision import decide
 from models.metrics import metrics
+from models.runtime import Runtime
 
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 TORCH = "torch/fp32"

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edge_app.bundle import INPUT_NAME, META_KEY, OV_RT_KEY
 from export.onnx_export import set_description
+from models.bundle import INPUT_NAME, META_KEY, OV_RT_KEY
 
 ORT_DEFAULT_OPS = ("MatMul", "Gemm")
 # PinViT's output heads (models/pinvit.py: dense_head, pin_head) stay float in both INT8 models:

@@ -15,7 +15,7 @@ from typing import Any
 import onnx
 from onnx import helper, shape_inference
 
-from edge_app.bundle import INPUT_NAME, META_KEY, OUTPUT_NAMES
+from models.bundle import INPUT_NAME, META_KEY, OUTPUT_NAMES
 
 OPSET = 17  # LayerNormalization is a single op from 17 on; ORT >= 1.14 and OpenVINO read it
 

@@ -1,3 +1,5 @@
+"""Shared by the tests: tests/ is on sys.path under pytest (rootdir conftest, no __init__.py)."""
+
 import os
 
 import pytest

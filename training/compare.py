@@ -22,8 +22,8 @@ from typing import Any
 
 from models.checkpoint import CheckpointError, read_spec
 from models.part import PartSpec, PartSpecError, part_from_dict
+from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 from training.evaluate import bend_direction, evaluate
-from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 SELECTION = {"n": 3000, "seed": 545454, "styles": "photo=0.5,flat=0.5", "widen": 1.0}
 

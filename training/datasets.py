@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.part import PartSpec
-from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
+from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 REPO = Path(__file__).resolve().parent.parent
 RENDERERS = ("procedural", "blender")

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from models.part import load_part
+from models.synth.dataset import SynthConfig, generate_once, parse_styles
 from training.evaluate import evaluate, print_report
-from training.synth.dataset import SynthConfig, generate_once, parse_styles
 from training.train import resolve_config, train
 
 TEST = {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)}

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_app.bundle import BUNDLE_FILE, sha256_file
+from models.bundle import BUNDLE_FILE, sha256_file
 from models.checkpoint import CheckpointError, read_spec
 from models.part import load_part
+from models.synth.dataset import SynthConfig, generate_once, parse_styles
 from training import datasets
 from training.evaluate import evaluate
-from training.synth.dataset import SynthConfig, generate_once, parse_styles
 
 TEST_SETS: list[tuple[str, str, dict[str, Any]]] = [
     (

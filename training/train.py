@@ -43,8 +43,8 @@ from models.metrics import metrics
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
+from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 from training.data import DataError, Samples, concat, dense_targets, folder_hash, load_folder
-from training.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_VERSION = "0.1.0"

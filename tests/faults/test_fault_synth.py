@@ -7,9 +7,9 @@ import pytest
 from fault_helpers import assert_one_line_error
 
 from models.part import load_part
-from training.synth import dataset
+from models.synth import dataset
+from models.synth.dataset import SynthConfig, SynthError, generate
 from training.synth.__main__ import main
-from training.synth.dataset import SynthConfig, SynthError, generate
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from tiny_bundles import tiny_bundle, tiny_checkpoint
 
-from edge_app.bundle import sha256_file
-from export.testing import tiny_bundle, tiny_checkpoint
+from models.bundle import sha256_file
 
 
 def _run(module, *args):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from test_station_autoselect import _break_int8, _edit
 
-from edge_app.bundle import file_entry
 from export.data import load, render
 from export.evaluate import accuracy_problems, evaluate
+from models.bundle import file_entry
 from models.part import load_part
 from models.preprocess import InputSpec
 

@@ -1,6 +1,6 @@
 """The same frames through torch, ONNX Runtime and OpenVINO: FP32 agrees to 1e-3, INT8 on the verdict.
 
-The INT8 check is meaningful because export.testing's model has its output heads scaled up: its
+The INT8 check is meaningful because tiny_bundles' model has its output heads scaled up: its
 scores spread over 0..1, so quantization noise can flip a verdict. On frames where the FP32 verdict
 is clear (every decision margin above MARGIN), INT8 must give the same verdict; frames closer to a
 threshold than that may flip, and the test says how many there were. Random weights, so this says
@@ -9,12 +9,12 @@ nothing about accuracy: the quantize gate measures that on a trained model.
 
 import numpy as np
 import pytest
+from tiny_bundles import checkpoint_of, tiny_bundle
 
-from edge_app.runtime import Runtime
 from export.data import load, render
-from export.testing import checkpoint_of, tiny_bundle
 from models.decision import decide
 from models.part import load_part
+from models.runtime import Runtime
 
 FP32_TOL = 1e-3
 MARGIN = 0.15  # score distance from every decision boundary for a verdict to count as clear

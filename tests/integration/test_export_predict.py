@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from tiny_bundles import copy_bundle, other_part, tiny_bundle
 
 from export.data import render
-from export.testing import copy_bundle, other_part, tiny_bundle
 from models.part import load_part
 
 # Runs a module with torch (and everything that needs it) made unimportable, as on a factory PC.

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_bundles import copy_bundle, tiny_bundle
 
-from edge_app import autoselect
-from edge_app.bundle import BUNDLE_FILE, FRAMES_FILE, file_entry, read_frames
-from edge_app.runtime import Runtime
-from export.testing import copy_bundle, tiny_bundle
+from models import autoselect
+from models.bundle import BUNDLE_FILE, FRAMES_FILE, file_entry, read_frames
 from models.preprocess import normalize
+from models.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_bad_settings_file_is_a_warning_not_a_crash(tmp_path):
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("edge_app.runtime") is None, reason="edge_app.runtime not there yet")
+@pytest.mark.skipif(importlib.util.find_spec("models.runtime") is None, reason="models.runtime not there yet")
 def test_missing_model_says_why_and_exits_1(tmp_path):
     p = run(
         "--headless", "--source", "sim", "--sim-pool", "2", "--frames", "3", "--no-archive",

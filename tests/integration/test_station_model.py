@@ -26,7 +26,7 @@ def recorded_accuracy(info, key):
 
 
 def test_station_verdicts_match_truth_at_the_models_accuracy():
-    from edge_app.runtime import Runtime
+    from models.runtime import Runtime
 
     n_pool, n_frames = 90, 180
     # 2/3 defects, half BENDNG half NUKENG: the balanced classes export evaluates on

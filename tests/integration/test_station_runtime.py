@@ -1,4 +1,4 @@
-"""The station over the real runtime (edge_app.runtime) and a tiny random-weights bundle: the
+"""The station over the real runtime (models.runtime) and a tiny random-weights bundle: the
 plumbing, not the accuracy (tests/integration/test_station_model.py checks the shipped model)."""
 
 import io
@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_bundles import tiny_bundle
 
 from edge_app import headless
 from edge_app.pipeline import ModelState
 from edge_app.settings import StationConfig
 from edge_app.sources import SimSource
-from export.testing import tiny_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def bundle(tmp_path_factory):
 
 
 def test_headless_verdicts_are_the_runtimes(bundle):
-    from edge_app.runtime import Runtime
+    from models.runtime import Runtime
 
     cfg = StationConfig(
         source="sim", sim_fps=0, sim_pool=8, sim_defect_rate=0.5, archive_enabled=False, model=str(bundle)
@@ -63,8 +63,8 @@ def test_cli_headless_with_a_bundle(bundle, tmp_path):
 
 @pytest.mark.gui
 def test_window_runs_the_real_runtime(bundle, qtbot, tmp_path):
-    from edge_app.runtime import Runtime
     from edge_app.ui.window import StationWindow
+    from models.runtime import Runtime
 
     cfg = StationConfig(source="sim", sim_fps=30, sim_pool=6, model=str(bundle), archive_dir=str(tmp_path / "a"))
     win = StationWindow(cfg, tmp_path / "s.json")

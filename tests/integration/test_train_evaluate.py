@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from models.part import load_part
-from training.synth.dataset import SynthConfig, generate
+from models.synth.dataset import SynthConfig, generate
 
 
 def test_train_then_evaluate_cli(tmp_path):

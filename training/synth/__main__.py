@@ -16,7 +16,7 @@ import cv2
 
 from models.labels import LabelsError, check_writable
 from models.part import PartSpecError, load_part
-from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
+from models.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
 from training.synth.sheet import contact_sheet
 
 

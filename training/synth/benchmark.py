@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from models.part import PartSpecError, load_part
-from training.synth.dataset import SynthConfig, generate, image_params, plan
-from training.synth.render import render
+from models.synth.dataset import SynthConfig, generate, image_params, plan
+from models.synth.render import render
 
 
 def main(argv: list[str] | None = None) -> int:

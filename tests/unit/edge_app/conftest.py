@@ -1,11 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
 
 from edge_app import sources
-
-sys.path.insert(0, str(Path(__file__).parent))  # station_fakes, for the tests here and the integration ones
 
 _POOLS: dict = {}
 _original_open = sources.SimSource.open

@@ -5,9 +5,9 @@ from collections import Counter
 
 import onnx
 import pytest
+from tiny_bundles import checkpoint_of, tiny_bundle
 
-from edge_app.bundle import FORMAT, META_KEY, MODEL_FILES, OV_RT_KEY, describe, read_bundle, sha256_file
-from export.testing import checkpoint_of, tiny_bundle
+from models.bundle import FORMAT, META_KEY, MODEL_FILES, OV_RT_KEY, describe, read_bundle, sha256_file
 from models.part import load_part
 
 

@@ -3,7 +3,8 @@
 import csv
 import json
 
-from export.testing import tiny_checkpoint
+from tiny_bundles import tiny_checkpoint
+
 from models.part import load_part, part_from_dict
 from training.compare import main
 

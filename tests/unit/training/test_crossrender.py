@@ -2,13 +2,13 @@ import json
 
 import numpy as np
 import pytest
+from tiny_bundles import tiny_checkpoint
 
-from export.testing import tiny_checkpoint
 from models.part import load_part
 from models.preprocess import InputSpec
+from models.synth.dataset import SynthConfig, generate
 from training import crossrender, datasets
 from training.data import concat, load_folder
-from training.synth.dataset import SynthConfig, generate
 from training.train import TrainConfig, make_batch
 
 SPEC = load_part("default")

@@ -5,8 +5,8 @@ import torch
 from models.part import CLASSES, load_part
 from models.pinvit import build
 from models.preprocess import InputSpec
+from models.synth.dataset import SynthConfig, generate
 from training.data import dense_targets, load_folder
-from training.synth.dataset import SynthConfig, generate
 from training.train import (
     NonFiniteLoss,
     TrainConfig,

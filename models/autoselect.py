@@ -16,7 +16,7 @@ A backend that cannot be imported or cannot compile its model is skipped with it
 choice is cached per user (`cache_dir()`), keyed by the sha256 of bundle.json, the machine
 (`models.cpu.fingerprint`), the onnxruntime/OpenVINO versions and the thread count, and measured
 again when any of them changes. A forced backend or precision, or a bundle without self-check
-frames, uses the fixed order `edge_app.bundle.PREFERENCE` instead, and the reason says so.
+frames, uses the fixed order `models.bundle.PREFERENCE` instead, and the reason says so.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.bundle import BUNDLE_FILE, BundleError, available, read_frames, sha256_file, verify_files
 from models import cpu
+from models.bundle import BUNDLE_FILE, BundleError, available, read_frames, sha256_file, verify_files
 from models.decision import clear_of_thresholds, decide
 from models.preprocess import InputSpec, normalize
 

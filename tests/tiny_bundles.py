@@ -1,10 +1,10 @@
-"""Small checkpoints and bundles for tests and demos, built in seconds (no training).
+"""Small checkpoints and bundles for the tests, built in seconds (no training).
 
 The weights are random, with the output heads scaled up so scores spread over 0..1 instead of
 sitting at 1/3: then a quantization error can flip a verdict, and a test comparing INT8 with FP32
 verdicts is not trivially true. The verdicts mean nothing about pins.
 
-    from export.testing import tiny_bundle
+    from tiny_bundles import tiny_bundle
     bundle = tiny_bundle(tmp_path / "bundle")      # all four models, ~15 s on 2 cores
 """
 

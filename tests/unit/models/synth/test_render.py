@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from models.part import load_part
-from training.synth.render import ground_truth, render, sample_params, without_defect
+from models.synth.render import ground_truth, render, sample_params, without_defect
 
 SPEC = load_part("default")
 

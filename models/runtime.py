@@ -1,7 +1,7 @@
 """The station's inference runtime: a model bundle in, verdicts out. No torch, no timm.
 
     rt = Runtime("models/default")                  # the fastest model that agrees with FP32 on this CPU
-    rt.choice_reason                                # ...and why (edge_app/autoselect.py)
+    rt.choice_reason                                # ...and why (models/autoselect.py)
     rt = Runtime(path, backend="onnxruntime", precision="fp32")
     verdict = rt.infer([frame])[0]                  # frame: 640x480 BGR uint8, as OpenCV reads it
     verdict.label, verdict.pin, verdict.scores, verdict.heatmap
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_app import autoselect
-from edge_app.bundle import (
+from models import autoselect
+from models.bundle import (
     BUNDLE_FILE,
     INPUT_NAME,
     META_KEY,

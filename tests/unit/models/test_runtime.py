@@ -1,4 +1,4 @@
-"""edge_app.runtime: model choice, inference, thresholds, and every refusal as one line naming the file."""
+"""models.runtime: model choice, inference, thresholds, and every refusal as one line naming the file."""
 
 import json
 import subprocess
@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_bundles import copy_bundle, other_part, tiny_bundle
 
-from edge_app.bundle import FORMAT, BundleError
-from edge_app.runtime import Runtime, Verdict
-from export.testing import copy_bundle, other_part, tiny_bundle
+from models.bundle import FORMAT, BundleError
 from models.part import CLASSES, load_part
 from models.preprocess import FrameError, InputSpec
+from models.runtime import Runtime, Verdict
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _one_line(e: BundleError, name: str) -> str:
 
 
 def test_default_is_measured_on_this_machine_and_overrides_work(bundle):
-    rt = Runtime(bundle)  # edge_app/autoselect.py; tests/unit/edge_app/test_autoselect.py checks how it chooses
+    rt = Runtime(bundle)  # models/autoselect.py; tests/unit/models/test_autoselect.py checks how it chooses
     assert rt.key in Runtime.models_in(bundle) and rt.choice_reason.startswith(f"{rt.key}: ")
     assert Runtime.models_in(bundle) == ["openvino/int8", "onnxruntime/int8", "onnxruntime/fp32", "openvino/fp32"]
     assert Runtime(bundle, backend="onnxruntime").precision == "int8"
@@ -173,7 +173,7 @@ def test_refuses_a_model_whose_embedded_description_disagrees(bundle, tmp_path):
 
 def test_runtime_modules_import_without_torch():
     code = (
-        "import sys, edge_app.runtime, edge_app.predict, edge_app.bundle; "
+        "import sys, models.runtime, edge_app.predict, models.bundle; "
         "bad = [m for m in ('torch', 'timm', 'nncf', 'export', 'training') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

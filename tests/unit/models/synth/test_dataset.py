@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from models.part import load_part
-from training.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
-from training.synth.render import render
+from models.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
+from models.synth.render import render
 
 SPEC = load_part("default")
 
@@ -67,7 +67,7 @@ def test_refuses_to_overwrite_and_bad_requests(tmp_path):
 
 
 def test_generate_once_reuses_the_same_set_and_rerenders_another(tmp_path):
-    from training.synth.dataset import generate_once
+    from models.synth.dataset import generate_once
 
     out = tmp_path / "set"
     generate_once(SPEC, SynthConfig(n=3, seed=1), out, progress=False)

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.part import PartSpec
-from training.synth.render import STYLES, ground_truth, render, sample_params
+from models.synth.render import STYLES, ground_truth, render, sample_params
 
 GENERATOR_VERSION = "1"
 # PNG writing costs as much as rendering. "fast": stored, uncompressed (0.9 MB a frame, ~1 ms);

@@ -8,7 +8,7 @@ A bundle is a folder:
   openvino_fp32.xml/.bin OpenVINO IR, FP32
   openvino_int8.xml/.bin OpenVINO IR, INT8 (NNCF, transformer preset)
   selfcheck_frames.npz   a few model inputs (JPEG-coded crops) the station times and cross-checks
-                         its models on, to choose one per machine (edge_app/autoselect.py)
+                         its models on, to choose one per machine (models/autoselect.py)
 
 Every model file also carries the description itself (ONNX `metadata_props["pininspect"]`,
 OpenVINO `rt_info["pininspect"]["model_info"]`), so a model file copied out of its folder still

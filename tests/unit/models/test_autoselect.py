@@ -1,4 +1,4 @@
-"""edge_app.autoselect: the per-machine model choice, with injected timings and verdicts (no model runs)."""
+"""models.autoselect: the per-machine model choice, with injected timings and verdicts (no model runs)."""
 
 import json
 import logging
@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from edge_app import autoselect
-from edge_app.bundle import BUNDLE_FILE, FRAMES_FILE, MODEL_FILES, PREFERENCE, BundleError, file_entry, write_frames
 from edge_app.headless import format_summary
+from models import autoselect
+from models.bundle import BUNDLE_FILE, FRAMES_FILE, MODEL_FILES, PREFERENCE, BundleError, file_entry, write_frames
 from models.decision import clear_of_thresholds
 from models.preprocess import InputSpec
 
@@ -127,7 +127,7 @@ def test_a_cache_that_cannot_be_written_is_reported_once_and_the_station_still_r
     blocked = tmp_path / "cache-is-a-file"
     blocked.write_text("not a folder")
     before = sorted(folder.iterdir())
-    with caplog.at_level(logging.WARNING, logger="edge_app.autoselect"):
+    with caplog.at_level(logging.WARNING, logger="models.autoselect"):
         c1 = Bench(MS).select(folder, info, blocked)
         c2 = Bench(MS).select(folder, info, blocked)
     assert c1.key == c2.key == "onnxruntime/fp32" and not c2.cached
@@ -208,7 +208,7 @@ def test_damaged_frames_or_model_files_refuse_the_bundle(tmp_path):
 
 def test_frames_round_trip_small(tmp_path):
     folder, info = make_bundle(tmp_path / "b", frames=3)
-    from edge_app.bundle import read_frames
+    from models.bundle import read_frames
 
     back = read_frames(folder, info, SPEC)
     assert back.shape == (3, SPEC.height, SPEC.width, 3) and back.dtype == np.uint8

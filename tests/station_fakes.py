@@ -1,4 +1,4 @@
-"""Stand-ins for edge_app.runtime.Runtime in the station's tests: same interface, no model."""
+"""Stand-ins for models.runtime.Runtime in the station's tests: same interface, no model."""
 
 from __future__ import annotations
 
