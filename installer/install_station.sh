@@ -14,5 +14,5 @@ python3 -m venv "$venv"
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "warning: torch is importable in $venv; the station does not need it" >&2
 fi
-"$venv/bin/python" -c "import edge_app.runtime, models.part; print('station runtime installed')"
+"$venv/bin/python" -c "import edge_app.station, models.runtime, models.synth.render; print('station runtime installed')"
 echo "run: $venv/bin/pininspect-station   (--help for sources, --headless for PCs without a display)"
