@@ -36,6 +36,7 @@ from models.labels import list_images
 from models.metrics import metrics
 from models.part import PartSpecError, part_from_dict
 from models.runtime import Runtime, default_threads
+from models.synth.dataset import BOTH_STYLES
 
 
 def _timed(fn: Any, iters: int) -> np.ndarray:
@@ -148,7 +149,7 @@ def run(bundle: Path, n: int, seed: int, iters: int, threads: int, images: Path 
     part = part_from_dict(info["part"], source=str(bundle))
     ispec = Runtime(bundle, precision="fp32", backend="onnxruntime", expected_part=None).input_spec
     with tempfile.TemporaryDirectory(prefix="pininspect-bench-") as tmp:
-        folder = images or frames_io.render(part, Path(tmp) / "set", n, seed, "photo=0.5,flat=0.5", 1.3, 2, progress)
+        folder = images or frames_io.render(part, Path(tmp) / "set", n, seed, BOTH_STYLES, 1.3, 2, progress)
         frames = frames_io.load(folder, ispec, "benchmark")
         root, _ = list_images(folder)
         first = cv2.imread(str(root / frames.files[0]), cv2.IMREAD_COLOR)  # a full frame, for frame->verdict

@@ -35,6 +35,7 @@ from models.bundle import (
     write_frames,
 )
 from models.part import part_from_dict
+from models.synth.dataset import BOTH_STYLES
 
 ALL_MODELS = list(PREFERENCE)
 
@@ -50,7 +51,7 @@ class ExportConfig:
     eval: str | None = None  # labelled folder; None = render eval_n frames
     eval_n: int = 600
     eval_seed: int = 8001
-    styles: str = "photo=0.5,flat=0.5"  # rendered sets mix both styles evenly, like training's validation
+    styles: str = BOTH_STYLES  # rendered sets mix both styles evenly, like training's validation
     widen: float = 1.3
     gate: bool = True
     max_drop: float = 0.5  # accuracy points an INT8 model may lose against its FP32 model

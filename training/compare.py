@@ -23,15 +23,15 @@ from typing import Any
 from models.checkpoint import CheckpointError, read_spec
 from models.part import PartSpec, PartSpecError, part_from_dict
 from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
+from training import datasets
 from training.evaluate import bend_direction, evaluate
 
-SELECTION = {"n": 3000, "seed": 545454, "styles": "photo=0.5,flat=0.5", "widen": 1.0}
+SELECTION = datasets.get("procedural-select")
+SELECTION_N = 3000  # twice the registry's size: recipes here differ by fractions of a point
 
 
 def selection_set(part: PartSpec, data: Path, n: int, seed: int, workers: int) -> Path:
-    cfg = SynthConfig(
-        n=n, seed=seed, styles=parse_styles(SELECTION["styles"]), widen=SELECTION["widen"], workers=workers
-    )
+    cfg = SynthConfig(n=n, seed=seed, styles=parse_styles(SELECTION.styles), widen=SELECTION.widen, workers=workers)
     return generate_once(part, cfg, data / f"select-{part.name}-{part.fingerprint()}-{seed}-{n}")
 
 
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__,
     )
     ap.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors) or checkpoints")
-    ap.add_argument("--n", type=int, default=SELECTION["n"], help="selection set size (default 3000)")
-    ap.add_argument("--seed", type=int, default=SELECTION["seed"], help="selection set seed (default 545454)")
+    ap.add_argument("--n", type=int, default=SELECTION_N, help="selection set size (default 3000)")
+    ap.add_argument("--seed", type=int, default=SELECTION.seed, help="selection set seed (default 545454)")
     ap.add_argument("--data", type=Path, default=Path("data"), help="where the selection set is rendered")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--out", type=Path, default=None, help="also save the table as JSON here")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        setting = {**SELECTION, "n": args.n, "seed": args.seed}
+        setting = {**SELECTION.settings(args.n), "seed": args.seed}
         args.out.write_text(json.dumps({"selection_set": setting, "runs": table}, indent=2) + "\n")
         print(f"\nsaved {args.out}")
     return 0

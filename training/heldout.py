@@ -16,11 +16,9 @@ import sys
 from pathlib import Path
 
 from models.part import load_part
-from models.synth.dataset import SynthConfig, generate_once, parse_styles
+from training import datasets
 from training.evaluate import evaluate, print_report
 from training.train import resolve_config, train
-
-TEST = {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,15 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     part = load_part(cfg.part)
     summary = train(cfg)
-    folder = args.data / f"heldout-cols-4-7-{TEST['seed']}"
-    cfg_test = SynthConfig(
-        n=TEST["n"],
-        seed=TEST["seed"],
-        styles=parse_styles(TEST["styles"]),
-        widen=TEST["widen"],
-        defect_columns=TEST["defect_columns"],
-    )
-    generate_once(part, cfg_test, folder)
+    folder = datasets.materialize(datasets.get("heldout-cols-4-7"), part, args.data)
     run = Path(summary["run"])
     result = evaluate(run / "model.safetensors", folder, run / "heldout_preds.csv", progress=False)
     print("\nheld-out columns 4 and 7 (never defective in training):")

@@ -20,39 +20,8 @@ from typing import Any
 from models.bundle import BUNDLE_FILE, sha256_file
 from models.checkpoint import CheckpointError, read_spec
 from models.part import load_part
-from models.synth.dataset import SynthConfig, generate_once, parse_styles
 from training import datasets
 from training.evaluate import evaluate
-
-TEST_SETS: list[tuple[str, str, dict[str, Any]]] = [
-    (
-        "test-allstyles",
-        "fresh seed, every style (photo/flat 50/50), exactly PART.md's ranges (--widen 1): the acceptance set",
-        {"n": 3000, "seed": 535353, "styles": "photo=0.5,flat=0.5", "widen": 1.0},
-    ),
-    (
-        "test-allstyles-v1",
-        "the first acceptance set (same settings, 1500 images): its escapes led to the away-bends training option, "
-        "so it is not a fresh test for a recipe chosen since",
-        {"n": 1500, "seed": 525252, "styles": "photo=0.5,flat=0.5", "widen": 1.0},
-    ),
-    (
-        "test-mixed",
-        "fresh seed, photo/flat 50/50, camera ranges widened 1.3x beyond PART.md (as training): a stress set",
-        {"n": 1500, "seed": 424242, "styles": "photo=0.5,flat=0.5", "widen": 1.3},
-    ),
-    (
-        "test-partmd",
-        "fresh seed, photo style only, exactly PART.md's ranges (--widen 1)",
-        {"n": 1500, "seed": 515151, "styles": "photo=1", "widen": 1.0},
-    ),
-    (
-        "heldout-cols-4-7",
-        "defects only in columns 4 and 7 (pins 4, 7, 13, 16, 22, 25) plus OK images; this model saw defects "
-        "there in training, the held-out experiment is `python -m training.heldout`",
-        {"n": 900, "seed": 616161, "styles": "photo=0.5,flat=0.5", "widen": 1.3, "defect_columns": (4, 7)},
-    ),
-]
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -96,19 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     shipped = args.dest / "model.safetensors"
     shutil.copyfile(ckpt, shipped)
     results = {}
-    for name, what, kw in TEST_SETS:
-        folder = args.data / f"{name}-{kw['seed']}"
-        cfg = SynthConfig(
-            n=kw["n"],
-            seed=kw["seed"],
-            styles=parse_styles(kw["styles"]),
-            widen=kw["widen"],
-            defect_columns=kw.get("defect_columns"),
-            workers=args.workers,
-        )
-        generate_once(part, cfg, folder)
+    for name in datasets.CARD_SETS:
+        s = datasets.get(name)
+        folder = datasets.materialize(s, part, args.data, workers=args.workers)
         r = evaluate(shipped, folder, folder / "preds.csv", progress=False)
-        results[name] = {"what": what, "settings": kw, **r["metrics"]}
+        results[name] = {"what": s.what, "settings": s.settings(), **r["metrics"]}
         print(
             f"{name}: acc {r['metrics']['accuracy']:.4f}  NG/OK {r['metrics']['ng_ok_accuracy']:.4f}  "
             f"escape {r['metrics']['escape_rate']:.4f}  overkill {r['metrics']['overkill_rate']:.4f}  "
@@ -122,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             r = evaluate(shipped, folder, folder / "preds.csv", progress=False)
             what = "the Blender renderer (path traced, training/blender): never seen in training, PART.md's ranges"
-            results["blender-test"] = {"what": what, "settings": {"n": args.blender_n}, **r["metrics"]}
+            settings = datasets.get("blender-test").settings(args.blender_n)
+            results["blender-test"] = {"what": what, "settings": settings, **r["metrics"]}
             print(f"blender-test: {_fmt(r['metrics'])}")
     (args.dest / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     write_card(args.dest / "MODEL_CARD.md", spec, results, args.run, first)

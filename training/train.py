@@ -43,7 +43,7 @@ from models.metrics import metrics
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
-from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
+from models.synth.dataset import BOTH_STYLES, SynthConfig, SynthError, generate_once, parse_styles
 from training.data import DataError, Samples, concat, dense_targets, folder_hash, load_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ CODE_VERSION = "0.1.0"
 class DataConfig:
     n: int = 7000  # training renders
     seed: int = 1
-    styles: str = "photo=0.5,flat=0.5"  # chosen on the selection set (training.compare), see docs/ablation.md
+    styles: str = BOTH_STYLES  # chosen on the selection set (training.compare), see docs/ablation.md
     widen: float = 1.3
     max_defects: int = 3  # training renders: defective images get 1..K bad pins (more examples per image)
     away_bends: float = 0.0  # training renders: share of bends drawn small and leaning away from the camera
@@ -255,9 +255,7 @@ def prepare_data(
     val_dir = (
         Path(d.val_folder)
         if d.val_folder
-        else _synth_folder(
-            part, d.val_n, d.val_seed, "photo=0.5,flat=0.5", d.val_widen, d.val_defect_columns, cfg.workers
-        )
+        else _synth_folder(part, d.val_n, d.val_seed, BOTH_STYLES, d.val_widen, d.val_defect_columns, cfg.workers)
     )
     train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress)
     val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress)

@@ -26,6 +26,8 @@ from models.part import PartSpec
 from models.synth.render import STYLES, ground_truth, render, sample_params
 
 GENERATOR_VERSION = "1"
+# Both drawing styles, evenly: what training, validation, the test sets and export's calibration use.
+BOTH_STYLES = "photo=0.5,flat=0.5"
 # PNG writing costs as much as rendering. "fast": stored, uncompressed (0.9 MB a frame, ~1 ms);
 # "small": SUB filter + Huffman only (~0.5 MB, ~8 ms), still 2-3x faster than zlib's default.
 PNG_PARAMS = {
