@@ -49,6 +49,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.files import atomic_write
 from models.labels import LabelsError, read_labels
 from models.part import CLASSES
 
@@ -806,17 +807,7 @@ class Archive:
         )
         w.writerows(rows)
         path = self.root / LABELS_FILE
-        tmp = path.with_name(f".{LABELS_FILE}.{os.getpid()}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue().encode())
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, buf.getvalue().encode(), fsync=self.fsync)
         self._set_meta(c, "labels_stamp", _stamp(path))
 
     def export_labels(self) -> Path:

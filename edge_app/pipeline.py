@@ -34,10 +34,10 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from edge_app.sources import EndOfStream, Frame, Source, SourceError
+from models.part import CLASSES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CLASSES: tuple[str, ...] = ("BENDNG", "NUKENG", "OK")
 
 
 class SourceState(enum.Enum):

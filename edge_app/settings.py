@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from models.decision import DEFAULT_THRESHOLDS
+from models.files import atomic_write
 
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
 PRECISIONS: tuple[str, ...] = ("auto", "int8", "fp32")
@@ -254,15 +254,6 @@ def save_config(cfg: StationConfig, path: Path) -> None:
     SettingsError with the reason when the file cannot be written."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".station-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     except OSError as e:
         raise SettingsError(f"{path}: cannot save the settings ({e.strerror or e})") from None

@@ -38,6 +38,7 @@ import numpy as np
 from models import cpu
 from models.bundle import BUNDLE_FILE, BundleError, available, read_frames, sha256_file, verify_files
 from models.decision import clear_of_thresholds, decide
+from models.files import atomic_write
 from models.preprocess import InputSpec, normalize
 
 log = logging.getLogger(__name__)
@@ -176,16 +177,9 @@ def _write_cache(path: Path, key: dict[str, Any], choice: Choice) -> str:
         "trials": [asdict(t) for t in choice.trials],
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(rec, indent=2) + "\n")
     except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         problem = f"cannot write the model-choice cache {path.parent} ({e.strerror or e}); measuring again next load"
         if str(path.parent) not in _warned:
             _warned.add(str(path.parent))

@@ -5,15 +5,16 @@ Torch-free: training, evaluation, the station's archive and `edge_app.predict` a
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import errno
+import io
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from models.files import atomic_write
 from models.part import CLASSES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -96,17 +97,13 @@ def write_predictions(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     score_NUKENG,score_OK`, one row per image (pin 0 for OK). Written to a temporary file and
     renamed, so a full disk leaves any earlier file whole; the error names the file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=PREDICTION_FIELDS)
+    w.writeheader()
+    w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=PREDICTION_FIELDS)
-            w.writeheader()
-            w.writerows({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-        os.replace(tmp, path)
+        atomic_write(path, buf.getvalue(), newline="")
     except OSError as e:
-        with contextlib.suppress(OSError):  # on a read-only disk the clean-up fails too
-            tmp.unlink(missing_ok=True)
         raise LabelsError(f"{path}: cannot write the predictions ({e.strerror or e})") from None
     return path
 

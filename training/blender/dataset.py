@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from models.files import atomic_write
 from models.part import PartSpec
 from training.blender.sampling import BlenderConfig, BlenderRenderError, frame_params, plan, settings
 
@@ -57,12 +59,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _describe(held: Any) -> str:
@@ -103,7 +99,7 @@ def _prepare(spec: PartSpec, cfg: BlenderConfig, out: Path, overwrite: bool) -> 
     images.mkdir(parents=True, exist_ok=True)
     for torn in images.glob("*.png.tmp"):  # a frame cut off mid-write
         torn.unlink()
-    _write_atomic(out / PARTIAL, json.dumps(want, indent=2) + "\n")
+    atomic_write(out / PARTIAL, json.dumps(want, indent=2) + "\n")
 
 
 def _kept_records(out: Path, wanted: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -128,7 +124,7 @@ def _kept_records(out: Path, wanted: list[dict[str, Any]]) -> dict[int, dict[str
 
 
 def _write_meta(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def resumable_frames(spec: PartSpec, cfg: BlenderConfig, out: Path) -> int:
@@ -223,18 +219,17 @@ def _finish(
 ) -> None:
     """labels.csv and meta.jsonl in frame order, then dataset.json: the folder is complete."""
     _write_meta(out / "meta.jsonl", (records[i] for i in range(cfg.n)))
-    tmp = out / "labels.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "label", "pin"])
-        writer.writerows([frame_name(i), label, pin] for i, (label, pin) in enumerate(items))
-    os.replace(tmp, out / "labels.csv")
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(["file", "label", "pin"])
+    writer.writerows([frame_name(i), label, pin] for i, (label, pin) in enumerate(items))
+    atomic_write(out / "labels.csv", buf.getvalue(), newline="")
     summary = {
         **settings(spec, cfg),
         "counts": {c: sum(1 for label, _ in items if label == c) for c in cfg.classes},
         "renderer": renderer,
     }
-    _write_atomic(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
     (out / PARTIAL).unlink(missing_ok=True)
 
 
