@@ -28,13 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.labels import LabelsError, read_labels
+from models.labels import IMAGE_SUFFIXES, LabelsError, read_labels
 from models.part import CLASSES
 from models.preprocess import FrameError, read_image
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 KINDS = ("auto", "sim", "camera", "video", "folder")
 
 

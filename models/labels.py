@@ -17,7 +17,8 @@ from typing import Any
 from models.files import atomic_write
 from models.part import CLASSES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# What OpenCV reads and the folder readers, the station's folder camera and predict take as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PREDICTION_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
 
 
