@@ -2,9 +2,11 @@
 
 import csv
 import errno
+import os
 
 import pytest
 
+from models import files
 from models.labels import PREDICTION_FIELDS, LabelsError, write_predictions
 
 ROWS = [
@@ -29,11 +31,24 @@ def test_a_full_disk_keeps_the_earlier_file_and_names_the_file(tmp_path, monkeyp
     write_predictions(out, ROWS)
     before = out.read_bytes()
 
-    def full(self, rows):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real_fdopen = os.fdopen
 
-    monkeypatch.setattr(csv.DictWriter, "writerows", full)
+    class FullDisk:  # the file opens, the first write finds the disk full
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
     with pytest.raises(LabelsError, match="p.csv: cannot write the predictions \\(No space left on device\\)"):
         write_predictions(out, ROWS[:1])
+    monkeypatch.undo()
     assert out.read_bytes() == before
-    assert not (tmp_path / "p.csv.part").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv"]
