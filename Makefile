@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-all lint demo data train export benchmark clean
+.PHONY: help venv test test-all lint demo data train export benchmark clean lock installer
 
 help:
 	@echo "make demo       render the default part and run the station on a simulated line"
@@ -13,12 +13,15 @@ help:
 	@echo "make train      retrain the default model from scratch (~21 min on 2 cores) and write its model card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
+	@echo "make lock       re-resolve requirements/*.lock (uv) from pyproject.toml: newest versions that fit"
+	@echo "make installer  the offline station package under dist/ (wheels + model + install/uninstall scripts)"
 	@echo "make blender-venv  the Blender (bpy) venv for the second, path-traced renderer (training/blender)"
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements/dev.lock (what CI tested); make lock refreshes it.
+$(STAMP): pyproject.toml requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[training,export,dev]'
+	$(PY) -m pip install --quiet -c requirements/dev.lock -e '.[training,export,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -81,3 +84,15 @@ $(BLENDER_STAMP): pyproject.toml
 	touch $(BLENDER_STAMP)
 
 blender-venv: $(BLENDER_STAMP)
+
+# Every platform and Python from 3.10 in one file each (uv's universal resolution): dev.lock for the
+# desktop (training, export, tests), station.lock for a factory PC, the same versions in both.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 --upgrade \
+	  --extra training --extra export --extra dev -o requirements/dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 \
+	  -c requirements/dev.lock -o requirements/station.lock
+
+# The station for a PC with no network: dist/pininspect-station-<version>-py<X.Y>/ and its .tar.gz.
+installer: $(STAMP)
+	installer/build_offline.sh

@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${1:-station-venv}"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "$here"
+"$venv/bin/python" -m pip install --quiet -c "$here/requirements/station.lock" "$here"
 if "$venv/bin/python" -c "import torch" 2>/dev/null; then
   echo "warning: torch is importable in $venv; the station does not need it" >&2
 fi
