@@ -1,0 +1,69 @@
+import json
+
+from tiny_bundles import tiny_checkpoint
+
+from models.part import load_part
+from models.synth.dataset import SynthConfig, generate
+from training import adapt
+
+SPEC = load_part("default")
+M = {"n": 100, "accuracy": 0.9, "escape_rate": 0.02, "overkill_rate": 0.01, "pin_accuracy": 0.9}
+
+
+def test_the_verdict_refuses_a_model_worse_on_either_set():
+    before = {"line": M, "acceptance": M}
+    better_line = {**M, "accuracy": 0.95, "escape_rate": 0.0}
+    assert adapt.verdict(before, {"line": better_line, "acceptance": M}, 0.5, 0.0) == []
+    slightly = {**M, "accuracy": 0.897}  # 0.3 points lower: within --max-drop 0.5
+    assert adapt.verdict(before, {"line": better_line, "acceptance": slightly}, 0.5, 0.0) == []
+    why = adapt.verdict(before, {"line": better_line, "acceptance": {**M, "accuracy": 0.89}}, 0.5, 0.0)
+    assert len(why) == 1 and why[0].startswith("acceptance set: accuracy")
+    why = adapt.verdict(before, {"line": {**M, "escape_rate": 0.03}, "acceptance": M}, 0.5, 0.0)
+    assert len(why) == 1 and why[0].startswith("held-back line frames: escapes")
+    why = adapt.verdict(before, {"line": {**M, "accuracy": 0.8}, "acceptance": {**M, "escape_rate": 0.05}}, 0.5, 0.0)
+    assert len(why) == 2
+
+
+def _line_frames(tmp_path, n=16):
+    """Frames with labels only (no pin positions), as the station's review export gives them."""
+    folder = tmp_path / "line"
+    generate(SPEC, SynthConfig(n=n, seed=77), folder, progress=False)
+    (folder / "meta.jsonl").unlink()
+    return folder
+
+
+def test_split_holds_back_each_class_and_keeps_labels(tmp_path):
+    folder = _line_frames(tmp_path, 20)
+    train_dir, hold_dir = adapt.split(folder, tmp_path / "split", 0.3, seed=0)
+    rows = {d: (d / "labels.csv").read_text().splitlines()[1:] for d in (train_dir, hold_dir)}
+    original = set((folder / "labels.csv").read_text().splitlines()[1:])
+    assert set(rows[train_dir]) | set(rows[hold_dir]) == original and not set(rows[train_dir]) & set(rows[hold_dir])
+    held_classes = {r.split(",")[1] for r in rows[hold_dir]}
+    assert held_classes == {"BENDNG", "NUKENG", "OK"}
+    assert sorted(p.name for p in (hold_dir / "images").iterdir()) == sorted(r.split(",")[0] for r in rows[hold_dir])
+
+
+def test_adapt_refuses_to_hand_over_a_model_that_misses_the_bar(tmp_path, capsys):
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    out = tmp_path / "out"
+    fast = ["--set", "batch_size=4", "--set", "data.val_n=6", "--set", "workers=1"]
+    rc = adapt.main(
+        ["--folder", str(_line_frames(tmp_path)), "--base", str(base), "--out", str(out), "--renders", "8"]
+        + ["--epochs", "1", "--acceptance-n", "6", "--no-export", "--max-drop", "-100"]
+        + fast
+    )
+    captured = capsys.readouterr()
+    assert rc == adapt.EXIT_REFUSED, captured.err[-2000:]
+    assert "refused, nothing handed over" in captured.err and "acceptance set: accuracy" in captured.err
+    assert not (out / "model.safetensors").exists()
+    record = json.loads((out / "adapt.json").read_text())
+    assert record["refused"] and record["before"]["line"]["n"] == record["after"]["line"]["n"] > 0
+    assert "| line | base |" in captured.out and "| acceptance | adapted |" in captured.out
+
+
+def test_a_folder_without_labels_is_one_line(tmp_path, capsys):
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    rc = adapt.main(["--folder", str(tmp_path / "empty"), "--base", str(base), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "labels.csv: missing" in err[0]

@@ -1,0 +1,220 @@
+"""Adapt the model to the line: fine-tune on relabelled frames, and hand it over only if it is better.
+
+  python -m training.adapt --folder ARCHIVE_EXPORT --out runs/adapted
+  python -m training.adapt --folder DIR --base models/default/model.safetensors --out OUT --no-export
+
+DIR is a labelled folder (images/ + labels.csv with file,label,pin; meta.jsonl with pin positions
+is used where present), e.g. what the station's review dialog exports. Steps, each with progress:
+
+  1. split DIR into frames to train on and frames held back to score on (by class, seeded)
+  2. score the base model on the held-back frames and on our acceptance set (fresh renders)
+  3. fine-tune the base on the training frames mixed with fresh renders (so it keeps what it knew)
+  4. score the adapted model the same way and print the before/after table
+  5. refuse (exit 3, nothing handed over) if it is worse than the base on either: lower 3-class
+     accuracy or more escapes on the held-back frames, or more than --max-drop points lower
+     accuracy or more escapes than --max-escape-rise on the acceptance set
+  6. write OUT/model.safetensors, OUT/MODEL_CARD.md, OUT/adapt.json, and the bundle in OUT/bundle
+     through export.quantize and its INT8 gate (skip with --no-export)
+
+Then: python -m edge_app --switch-model OUT/bundle (or the station's Model menu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import CheckpointError, read_spec
+from models.files import atomic_write
+from models.labels import LabelsError, read_labels
+from models.part import CLASSES, PartSpecError, load_part
+from training import datasets
+from training.evaluate import evaluate
+
+EXIT_REFUSED = 3
+
+
+class AdaptError(ValueError):
+    """Input adapt cannot use; one line naming the file."""
+
+
+def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Path]:
+    """Copy `folder`'s frames into out/train and out/holdout, `holdout` of each class held back."""
+    labels = read_labels(folder / "labels.csv")
+    if len(labels) < 4:
+        raise AdaptError(f"{folder / 'labels.csv'}: {len(labels)} labelled frames; adapting needs at least 4")
+    meta: dict[str, str] = {}
+    if (folder / "meta.jsonl").exists():
+        for line in (folder / "meta.jsonl").read_text().splitlines():
+            if line.strip():
+                meta[json.loads(line)["file"]] = line
+    rng = random.Random(seed)
+    parts: dict[str, list[str]] = {"train": [], "holdout": []}
+    for cls in range(len(CLASSES)):
+        files = sorted(f for f, (c, _) in labels.items() if c == cls)
+        rng.shuffle(files)
+        k = round(len(files) * holdout) if len(files) > 1 else 0
+        parts["holdout"] += files[:k]
+        parts["train"] += files[k:]
+    dirs = []
+    for name, files in parts.items():
+        d = out / name
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "images").mkdir(parents=True)
+        rows = ["file,label,pin"]
+        for f in sorted(files):
+            src = folder / "images" / f
+            if not src.exists():
+                raise AdaptError(f"{src}: listed in labels.csv but missing")
+            shutil.copy2(src, d / "images" / f)
+            c, pin = labels[f]
+            rows.append(f"{f},{CLASSES[c]},{pin}")
+        atomic_write(d / "labels.csv", "\n".join(rows) + "\n")
+        if meta and all(f in meta for f in files):
+            atomic_write(d / "meta.jsonl", "".join(meta[f] + "\n" for f in sorted(files)))
+        dirs.append(d)
+    if not parts["holdout"]:
+        raise AdaptError(f"{folder}: nothing held back to score on (raise --holdout or add frames)")
+    return dirs[0], dirs[1]
+
+
+def _score(ckpt: Path, folder: Path, preds: Path) -> dict[str, Any]:
+    return evaluate(ckpt, folder, preds, progress=False)["metrics"]
+
+
+def verdict(before: dict[str, dict], after: dict[str, dict], max_drop: float, max_escape_rise: float) -> list[str]:
+    """Why the adapted model must not be handed over (empty: it may)."""
+    why = []
+    b, a = before["line"], after["line"]
+    if a["accuracy"] < b["accuracy"]:
+        why.append(f"held-back line frames: accuracy {a['accuracy']:.4f} < base {b['accuracy']:.4f}")
+    if a["escape_rate"] > b["escape_rate"]:
+        why.append(f"held-back line frames: escapes {a['escape_rate']:.2%} > base {b['escape_rate']:.2%}")
+    b, a = before["acceptance"], after["acceptance"]
+    if a["accuracy"] < b["accuracy"] - max_drop / 100:
+        why.append(
+            f"acceptance set: accuracy {a['accuracy']:.4f} more than {max_drop} points below {b['accuracy']:.4f}"
+        )
+    if a["escape_rate"] > b["escape_rate"] + max_escape_rise / 100:
+        why.append(f"acceptance set: escapes {a['escape_rate']:.2%} > base {b['escape_rate']:.2%}")
+    return why
+
+
+def table(before: dict[str, dict], after: dict[str, dict]) -> str:
+    lines = ["| set | model | n | 3-class | escape | overkill | pin named |", "|---|---|---|---|---|---|---|"]
+    for s in ("line", "acceptance"):
+        for who, m in (("base", before[s]), ("adapted", after[s])):
+            pin = m.get("pin_accuracy", float("nan"))
+            lines.append(
+                f"| {s} | {who} | {m['n']} | {m['accuracy']:.4f} | {m['escape_rate']:.2%} | "
+                f"{m['overkill_rate']:.2%} | {pin:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.adapt",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--folder", type=Path, required=True, help="relabelled frames: images/ + labels.csv")
+    ap.add_argument("--base", type=Path, default=Path("models/default/model.safetensors"), help="model to adapt")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the adapted model, card and bundle")
+    ap.add_argument("--holdout", type=float, default=0.3, help="share of each class held back to score on (0.3)")
+    ap.add_argument("--renders", type=int, default=1500, help="fresh renders mixed in (default 1500)")
+    ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
+    ap.add_argument("--acceptance-n", type=int, default=1500, help="acceptance-set frames scored (default 1500)")
+    ap.add_argument("--max-drop", type=float, default=0.5, help="acceptance accuracy points it may lose (0.5)")
+    ap.add_argument("--max-escape-rise", type=float, default=0.0, help="acceptance escape points it may add (0)")
+    ap.add_argument("--seed", type=int, default=0, help="split and training seed")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
+    ap.add_argument("--no-export", action="store_true", help="hand over the checkpoint only (no bundle)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from training.train import resolve_config, train
+
+    out: Path = args.out
+    try:
+        if not (0 < args.holdout < 1):
+            raise AdaptError(f"--holdout must be between 0 and 1, got {args.holdout}")
+        if not (args.folder / "labels.csv").exists():
+            raise AdaptError(f"{args.folder / 'labels.csv'}: missing (a labelled folder has images/ and labels.csv)")
+        base_spec = read_spec(args.base)
+        part = load_part(base_spec.get("part", {}).get("name", "default"))
+        print(f"[1/6] splitting {args.folder} ({args.holdout:.0%} of each class held back)")
+        train_dir, hold_dir = split(args.folder, out / "split", args.holdout, args.seed)
+        print("[2/6] scoring the base model")
+        acc_set = datasets.materialize(datasets.get("test-allstyles"), part, n=args.acceptance_n)
+        before = {
+            "line": _score(args.base, hold_dir, out / "preds" / "base-line.csv"),
+            "acceptance": _score(args.base, acc_set, out / "preds" / "base-acceptance.csv"),
+        }
+        print(f"[3/6] fine-tuning on {train_dir} + {args.renders} renders, {args.epochs} epochs")
+        tc = base_spec.get("train_config", {})
+        sets = [
+            f"init_from={args.base}",
+            "name=adapt",
+            f"out={out / 'runs'}",
+            f"part={part.name}",
+            f"model={base_spec['model_name']}",
+            f"model_overrides={json.dumps(tc.get('model_overrides', {}))}",
+            f"input={json.dumps(tc.get('input', {}))}",
+            f"data.mix_folder={train_dir}",
+            f"data.n={args.renders}",
+            f"epochs={args.epochs}",
+            f"seed={args.seed}",
+            *args.set,
+        ]
+        summary = train(resolve_config("continue", None, sets), progress=True)
+        ckpt = Path(summary["run"]) / "model.safetensors"
+        print("[4/6] scoring the adapted model")
+        after = {
+            "line": _score(ckpt, hold_dir, out / "preds" / "adapted-line.csv"),
+            "acceptance": _score(ckpt, acc_set, out / "preds" / "adapted-acceptance.csv"),
+        }
+    except (AdaptError, LabelsError, CheckpointError, PartSpecError, datasets.DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table(before, after))
+    why = verdict(before, after, args.max_drop, args.max_escape_rise)
+    record = {"base": str(args.base), "folder": str(args.folder), "run": str(ckpt.parent), "before": before,
+              "after": after, "refused": why}  # fmt: skip
+    atomic_write(out / "adapt.json", json.dumps(record, indent=2) + "\n")
+    if why:
+        print("[5/6] refused, nothing handed over: " + "; ".join(why), file=sys.stderr)
+        print(f"the adapted run stays in {ckpt.parent} for inspection", file=sys.stderr)
+        return EXIT_REFUSED
+    print("[5/6] better than the base on both: handing it over")
+    shutil.copyfile(ckpt, out / "model.safetensors")
+    card = (
+        f"# Adapted model\n\nBase: `{args.base}`. Line frames: `{args.folder}` "
+        f"({args.holdout:.0%} held back), fine-tuned {args.epochs} epochs with {args.renders} fresh renders "
+        f"(`python -m training.adapt`).\n\n{table(before, after)}\n"
+    )
+    atomic_write(out / "MODEL_CARD.md", card)
+    if args.no_export:
+        print(f"[6/6] skipped the export (--no-export); model: {out / 'model.safetensors'}")
+        return 0
+    print("[6/6] exporting the bundle through export.quantize's INT8 gate")
+    cmd = [sys.executable, "-m", "export.quantize", "--checkpoint", str(out / "model.safetensors")]
+    done = subprocess.run(cmd + ["--out", str(out / "bundle")])
+    if done.returncode != 0:
+        print(f"error: the export failed (exit {done.returncode}); the model is in {out}", file=sys.stderr)
+        return done.returncode
+    print(f"adapted bundle: {out / 'bundle'}  (station: python -m edge_app --switch-model {out / 'bundle'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
