@@ -6,13 +6,11 @@ layers (qkv, proj, fc1, fc2), weights per output channel, activations per tensor
     (quantizing every op type, its default, is what ruins a ViT). OpenVINO's NNCF transformer
     mode picks its own safe set there.
   * The output heads (dense_head, pin_head): ~0.1% of the compute, and their logits are the verdict.
-The stem is ~40% of the float time at batch 1 (two 3x3 convs per stage at up to 160x96), so an
-INT8 model with a float stem cannot be 2x faster than FP32. Measured with a one-off probe on the
-previous shipped model (OpenVINO, 600 PART.md frames, 2 threads): stem float 3.7 ms, stem INT8
-2.5 ms (FP32 5.0 ms), 0 verdicts changed either way, largest score change 0.12 with the INT8
-stem; `python -m export.benchmark` gives the current model's figures. On a half-trained
-model the INT8 stem changed 1% of verdicts: the accuracy gate (export/evaluate.py) is what
-guards this, and `quantize_stem=False` (`--float-stem`) is the fallback when it fails.
+The stem is a large share of the float time at batch 1 (two 3x3 convs per stage at up to
+160x96), so an INT8 model with a float stem cannot be much faster than FP32; an INT8 stem is the
+riskier part of the quantization. The accuracy gate (export/evaluate.py) is what guards it, and
+`quantize_stem=False` (`--float-stem`) is the fallback when it fails; `python -m export.benchmark`
+gives the figures.
 
 ONNX Runtime: static QDQ (`quantize_static`). OpenVINO: NNCF post-training quantization with the
 transformer model type (SmoothQuant, bias correction).

@@ -156,11 +156,8 @@ def decode(dense: torch.Tensor, pin_logits: torch.Tensor, grid: tuple[int, int])
     # experts). The pin map is purely geometric, so a token at the edge of the defect may sit
     # nearer a neighbour; the defective pin is the one no defect token rules out. A token's vote
     # weighs (its defect probability / the top token's)^16: the surest defect tokens decide, the
-    # faint ones around them barely count. Chosen on validation and selection sets, never a test
-    # set: a plain probability-weighted average named 0.78 of pins (runs/default, 600 validation
-    # images); the vote weighted defect^2 0.955, ^16 0.975 (3000-image selection set of
-    # training.compare; 0.966 and 0.978 for a second run; it plateaus from ^12 to ^64).
-    # (the weights use the defect classes' own sum: 1 - p(no defect) cancels to noise when small)
+    # faint ones around them barely count (the exponent was chosen on the selection set, see
+    # docs/ablation.md). (the weights use the defect classes' own sum: 1 - p(no defect) cancels to noise when small)
     d = p[..., :-1].sum(-1)
     w = (d + 1e-12) / (d.amax(1, keepdim=True) + 1e-12)  # the surest token: 1
     for _ in range(VOTE_SQUARINGS):  # ^16 by squaring: exact multiplies in every runtime (no Pow op)
