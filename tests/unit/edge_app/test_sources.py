@@ -1,9 +1,16 @@
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
+from station_fakes import FakeRuntime
 
+from edge_app import sources
+from edge_app.pipeline import ModelHolder, Pipeline, PipelineOptions, SourceState
 from edge_app.settings import StationConfig
 from edge_app.sources import (
+    CameraSource,
     EndOfStream,
     FolderSource,
     SimSource,
@@ -133,3 +140,123 @@ def test_make_source_uses_the_config():
     cfg = StationConfig(sim_defect_rate=0.3, sim_fps=12.0, sim_pool=8)
     src = make_source("sim", cfg)
     assert isinstance(src, SimSource) and src.fps == 12.0 and src.pool_size == 8 and src.live
+
+
+# -- the camera, with OpenCV's capture faked -------------------------------------------------------
+
+
+class FakeDevice:
+    """A USB camera as cv2.VideoCapture sees it: plugged or not, frames of the size asked for."""
+
+    def __init__(self):
+        self.plugged, self.opens, self.released, self.frames = True, 0, 0, 0
+
+
+class FakeCapture:
+    """Honours what CameraSource relies on: isOpened() is False when the device is absent at open,
+    read() returns (False, None) once it is unplugged (and stays so for this handle), set() takes the
+    resolution, release() frees it."""
+
+    def __init__(self, device, dev: FakeDevice):
+        self.dev, self.index = dev, device
+        dev.opens += 1
+        self.opened = dev.plugged
+        self.size = [320, 240]
+        self.dead = False
+
+    def isOpened(self):
+        return self.opened
+
+    def set(self, prop, value):
+        if prop == cv2.CAP_PROP_FRAME_WIDTH:
+            self.size[0] = int(value)
+        elif prop == cv2.CAP_PROP_FRAME_HEIGHT:
+            self.size[1] = int(value)
+        return True
+
+    def read(self):
+        if not self.opened or self.dead or not self.dev.plugged:
+            self.dead = True  # a handle whose device went away stays dead, as V4L2's does
+            return False, None
+        self.dev.frames += 1
+        img = np.full((self.size[1], self.size[0], 3), self.dev.frames % 250, np.uint8)
+        return True, img
+
+    def release(self):
+        self.dev.released += 1
+        self.opened = False
+
+
+@pytest.fixture
+def device(monkeypatch):
+    dev = FakeDevice()
+    monkeypatch.setattr(sources.cv2, "VideoCapture", lambda d: FakeCapture(d, dev))
+    return dev
+
+
+def test_camera_opens_at_the_asked_size_reads_and_says_when_unplugged(device):
+    cam = CameraSource("0", 640, 480)
+    cam.open()
+    f1, f2 = cam.read(), cam.read()
+    assert f1.image.shape == (480, 640, 3) and f1.index + 1 == f2.index and not np.array_equal(f1.image, f2.image)
+    device.plugged = False
+    with pytest.raises(SourceError, match=r"camera 0: no frame \(unplugged"):
+        cam.read()
+    with pytest.raises(SourceError, match="camera 0: cannot open"):
+        cam.open()
+    device.plugged = True
+    with pytest.raises(SourceError):  # the old handle stays dead until reopened
+        cam.read()
+    cam.open()
+    assert cam.read().image.shape == (480, 640, 3)
+    cam.close()
+    cam.close()
+    assert device.released == device.opens  # every handle released, a failed open's too
+
+
+def test_the_station_rides_out_an_unplugged_camera(device):
+    """Through the pipeline: unplug mid-run, stay out for two reopen attempts, plug back: the
+    verdicts resume from the real camera frames, and the states say what happened."""
+    results, states, lock = [], [], threading.Lock()
+
+    def on_result(r):
+        with lock:
+            results.append(r)
+
+    def on_status(s):
+        with lock:
+            states.append(s.source)
+
+    rt = FakeRuntime(default="OK")
+    pipe = Pipeline(
+        CameraSource("0", 640, 480),
+        ModelHolder(lambda: rt),
+        on_result,
+        on_status,
+        lambda level, msg: None,
+        options=PipelineOptions(retry_initial_s=0.02, retry_max_s=0.05),
+    )
+    pipe.start()
+
+    def wait(cond, t=10.0):
+        end = time.monotonic() + t
+        while time.monotonic() < end and not cond():
+            time.sleep(0.005)
+        return cond()
+
+    try:
+        assert wait(lambda: len(results) >= 3)
+        device.plugged = False
+        opens = device.opens
+        assert wait(lambda: device.opens >= opens + 2)  # reopen tried while it is out
+        before = len(results)
+        device.plugged = True
+        assert wait(lambda: len(results) >= before + 3)
+    finally:
+        pipe.stop()
+    with lock:
+        seen = list(states)
+    assert SourceState.DISCONNECTED in seen
+    assert seen.index(SourceState.DISCONNECTED) < len(seen) - 1 - seen[::-1].index(SourceState.RUNNING)
+    assert all(r.frame.image.shape == (480, 640, 3) for r in results)
+    assert all(r.verdict.label == "OK" for r in results)
