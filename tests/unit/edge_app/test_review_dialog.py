@@ -1,7 +1,5 @@
 """The review dialog: a page at a time, the most uncertain first, driven from the keyboard."""
 
-import time
-
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
@@ -9,6 +7,7 @@ from PyQt6.QtCore import Qt
 from edge_app.archive import Archive, nominal_pins
 from edge_app.pipeline import Result
 from edge_app.sources import Frame
+from edge_app.ui.review_benchmark import fill
 
 pytestmark = pytest.mark.gui
 
@@ -69,26 +68,14 @@ def test_a_click_on_the_view_is_the_frame_pixel_under_it(qtbot):
     assert got and got[0] == pytest.approx((320, 240), abs=1)
 
 
-def test_the_review_dialog_opens_an_archive_of_100000_rows_in_under_two_seconds(tmp_path, qtbot):
+def test_the_review_dialog_reads_one_page_of_an_archive_of_100000_rows(tmp_path, qtbot):
+    """How fast it opens is `python -m edge_app.ui.review_benchmark`'s to say."""
     from edge_app.ui.dialogs import ReviewDialog
 
     root = tmp_path / "big"
-    a = Archive(root)
-    a.count()  # creates archive.db
-    conn = a._db()
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO frames (file, time, frame, label, pin, score_BENDNG, score_NUKENG, score_OK, margin, kept) "
-        "VALUES (?, ?, ?, 'BENDNG', 3, 0.6, 0.2, 0.2, ?, 'ng')",
-        ((f"20250101-000000-000_{i:06d}_BENDNG_p03.png", "2025-01-01T00:00:00", i, (i * 7919 % 1000) / 1000)
-         for i in range(100_000)),
-    )  # fmt: skip
-    conn.execute("COMMIT")
-    t0 = time.perf_counter()
+    fill(root, 100_000)
     dlg = ReviewDialog(Archive(root))
     qtbot.addWidget(dlg)
-    seconds = time.perf_counter() - t0
-    assert seconds < 2.0, seconds
     assert dlg.table.rowCount() == dlg.PAGE < 1000  # one page, not the whole archive
     assert "100000 left" in dlg.progress.text()
     assert dlg.rows[0].margin == 0.0  # the most uncertain first
