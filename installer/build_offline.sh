@@ -19,6 +19,10 @@ if [ ! -f "$here/models/default/bundle.json" ]; then
   echo "error: $here/models/default/bundle.json missing: export the model first (make export)" >&2
   exit 1
 fi
+if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ] && [ ! -f "$out/PYTHON_VERSION" ]; then
+  echo "error: $out exists and is not an earlier station package; choose a new or empty folder" >&2
+  exit 1
+fi
 rm -rf "$out"
 mkdir -p "$out/wheels"
 echo "[1/3] the pininspect wheel (with the model bundle)"

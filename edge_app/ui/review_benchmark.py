@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=100_000, help="archive rows (default 100000)")
     ap.add_argument("--runs", type=int, default=3, help="times the dialog is opened (default 3)")
     args = ap.parse_args(argv)
+    if args.rows < 1 or args.runs < 1:
+        ap.error("--rows and --runs must be at least 1")
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtWidgets import QApplication

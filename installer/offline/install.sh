@@ -22,6 +22,10 @@ for a in "$@"; do
 done
 [ -n "$target" ] || { echo "error: give the folder to install into, e.g. ./install.sh /opt/pininspect" >&2; exit 2; }
 py="${PYTHON:-python3}"
+if [ ! -f "$pkg/PYTHON_VERSION" ] || [ ! -d "$pkg/wheels" ]; then
+  echo "error: $pkg is not a built station package (no PYTHON_VERSION or wheels/); build one with: make installer" >&2
+  exit 1
+fi
 want="$(cat "$pkg/PYTHON_VERSION")"
 have="$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' 2>/dev/null || echo none)"
 if [ "$have" != "$want" ]; then

@@ -108,3 +108,15 @@ def test_the_offline_package_installs_with_no_index_and_runs_the_station(tmp_pat
     assert summary["frames"] == 40 and sum(summary["counts"].values()) == 40, summary
     check = subprocess.run([str(target / "bin" / "python"), "-c", "import torch"], capture_output=True)
     assert check.returncode != 0, "torch is importable in the station install"
+
+
+def test_the_build_never_wipes_a_folder_that_is_not_a_package(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    done = _sh(REPO / "installer" / "build_offline.sh", tmp_path)
+    assert done.returncode == 1 and "is not an earlier station package" in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_install_outside_a_built_package_says_how_to_build_one(tmp_path):
+    done = _sh(OFFLINE / "install.sh", tmp_path / "st")
+    assert done.returncode == 1 and "make installer" in done.stderr and not (tmp_path / "st").exists()
