@@ -4,7 +4,8 @@
     ARCHIVE/archive.db    SQLite (WAL): one row per image -- the model's verdict and scores, where it
                           saw the defect, the model version that said so, why the frame was kept
                           (ng, uncertain, ok-sample) -- and every review a person made
-    ARCHIVE/labels.csv    file,label,pin: the reviewed frames, exported from archive.db by each review
+    ARCHIVE/labels.csv    file,label,pin,x,y: the reviewed frames (x,y: where a person clicked the
+                          pin, when they did), exported from archive.db by each review
 
 `labels.csv` lists only reviewed images, so ARCHIVE is a labelled folder (images/ + labels.csv) that
 `training.data` reads as it is: a model's guesses never become training labels by themselves. A
@@ -50,7 +51,7 @@ import cv2
 import numpy as np
 
 from models.files import atomic_write
-from models.labels import LabelsError, read_labels
+from models.labels import LABEL_FIELDS, LabelsError, read_labels
 from models.part import CLASSES
 
 try:
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 DB_FILE = "archive.db"
 LABELS_FILE = "labels.csv"
 LEGACY_FILE = "flagged.csv"
-LABELS_HEADER = ["file", "label", "pin"]
 TEMP_PREFIX = ".part-"
 MIN_FREE_BYTES = 50 * 2**20  # leave the disk to the rest of the PC before it is completely full
 BUSY_TIMEOUT_S = 15.0  # how long a writer waits for another process's transaction
@@ -735,6 +735,8 @@ class Archive:
         if Path(file).name != file or not (self.images / file).is_file():
             raise ArchiveError(f"{file}: not an image in {self.images}")
         now = dt.datetime.now().isoformat(timespec="milliseconds")
+        if label == "OK":
+            click = None  # an OK part has no defective pin to point at
         cx, cy = (float(click[0]), float(click[1])) if click is not None else (None, None)
         try:
             with self._write() as c:
@@ -801,11 +803,12 @@ class Archive:
         (no other process can commit in between, so the file is never an older export)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(LABELS_HEADER)
+        w.writerow(LABEL_FIELDS)
         rows = c.execute(
-            "SELECT file, review_label, review_pin FROM frames WHERE review_label IS NOT NULL ORDER BY file"
+            "SELECT file, review_label, review_pin, review_x, review_y FROM frames "
+            "WHERE review_label IS NOT NULL ORDER BY file"
         )
-        w.writerows(rows)
+        w.writerows((f, lab, pin, _pixel(x), _pixel(y)) for f, lab, pin, x, y in rows)
         path = self.root / LABELS_FILE
         atomic_write(path, buf.getvalue().encode(), fsync=self.fsync)
         self._set_meta(c, "labels_stamp", _stamp(path))
@@ -821,6 +824,10 @@ class Archive:
                 raise
             raise ArchiveError(f"cannot write {self.root / LABELS_FILE}: {_reason(e)}") from None
         return self.root / LABELS_FILE
+
+
+def _pixel(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f}"
 
 
 def _float(v: Any) -> float | None:

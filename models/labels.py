@@ -1,5 +1,9 @@
 """Labelled folders as PART.md defines them: `images/` + `labels.csv` (`file,label,pin`).
 
+`labels.csv` may also carry `x,y`: the frame pixel a person clicked as the defective pin (the
+station's review dialog writes them). Training turns a click into where the defect is
+(`read_clicks`); every other reader ignores the two columns.
+
 Torch-free: training, evaluation, the station's archive and `edge_app.predict` all read them here.
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -19,6 +24,7 @@ from models.part import CLASSES
 
 # What OpenCV reads and the folder readers, the station's folder camera and predict take as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LABEL_FIELDS = ["file", "label", "pin", "x", "y"]  # x, y: optional
 PREDICTION_FIELDS = ["file", "label", "pin"] + [f"score_{c}" for c in CLASSES]
 
 
@@ -71,6 +77,42 @@ def read_labels(path: Path, n_pins: int | None = None, allow_empty: bool = False
         raise LabelsError(f"{path}:{n + 1}: not a readable CSV row ({e})") from None
     if not out and not allow_empty:
         raise LabelsError(f"{path}: no images listed")
+    return out
+
+
+def read_clicks(path: Path) -> dict[str, tuple[float, float]]:
+    """labels.csv's optional `x,y` columns -> {file: (x, y)} in frame pixels, for the rows that
+    have them (a defect whose pin a person clicked). Both or neither; numbers, not NaN; never on
+    an OK row. A file without the columns has no clicks. LabelsError reads `path:line: ...`."""
+    path = Path(path)
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"x", "y"} <= set(reader.fieldnames):
+                return out
+            for r in reader:
+                raw = (r.get("x") or "").strip(), (r.get("y") or "").strip()
+                if not any(raw):
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if not all(raw):
+                    raise LabelsError(f"{where}: a click needs both x and y, got x={raw[0]!r} y={raw[1]!r}")
+                try:
+                    x, y = float(raw[0]), float(raw[1])
+                except ValueError:
+                    raise LabelsError(f"{where}: x and y must be numbers, got {raw[0]!r}, {raw[1]!r}") from None
+                if not (math.isfinite(x) and math.isfinite(y)) or x < 0 or y < 0:
+                    raise LabelsError(f"{where}: x and y must be frame pixels (0 or more), got {x}, {y}")
+                if r.get("label") == "OK":
+                    raise LabelsError(f"{where}: {r.get('file')} is OK but has a clicked pin at {x}, {y}")
+                out[r["file"]] = (x, y)
+    except OSError as e:
+        raise LabelsError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise LabelsError(f"{path}: not a UTF-8 text file (binary or another encoding)") from None
+    except csv.Error as e:
+        raise LabelsError(f"{path}: not a readable CSV file ({e})") from None
     return out
 
 

@@ -3,8 +3,9 @@
   python -m training.adapt --folder ARCHIVE_EXPORT --out runs/adapted
   python -m training.adapt --folder DIR --base models/default/model.safetensors --out OUT --no-export
 
-DIR is a labelled folder (images/ + labels.csv with file,label,pin; meta.jsonl with pin positions
-is used where present), e.g. what the station's review dialog exports. Steps, each with progress:
+DIR is a labelled folder (images/ + labels.csv with file,label,pin and, where a person clicked the
+pin, x,y; meta.jsonl with pin positions is used where present), e.g. what the station's review
+dialog exports. Steps, each with progress:
 
   1. split DIR into frames to train on and frames held back to score on (by class, seeded)
   2. score the base model on the held-back frames and on our acceptance set (fresh renders)
@@ -32,7 +33,7 @@ from typing import Any
 
 from models.checkpoint import CheckpointError, read_spec
 from models.files import atomic_write
-from models.labels import LabelsError, read_labels
+from models.labels import LABEL_FIELDS, LabelsError, read_clicks, read_labels
 from models.part import CLASSES, PartSpecError, load_part
 from training import datasets
 from training.evaluate import evaluate
@@ -47,6 +48,7 @@ class AdaptError(ValueError):
 def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Path]:
     """Copy `folder`'s frames into out/train and out/holdout, `holdout` of each class held back."""
     labels = read_labels(folder / "labels.csv")
+    clicks = read_clicks(folder / "labels.csv")
     if len(labels) < 4:
         raise AdaptError(f"{folder / 'labels.csv'}: {len(labels)} labelled frames; adapting needs at least 4")
     meta: dict[str, str] = {}
@@ -67,14 +69,15 @@ def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Pat
         d = out / name
         shutil.rmtree(d, ignore_errors=True)
         (d / "images").mkdir(parents=True)
-        rows = ["file,label,pin"]
+        rows = [",".join(LABEL_FIELDS)]
         for f in sorted(files):
             src = folder / "images" / f
             if not src.exists():
                 raise AdaptError(f"{src}: listed in labels.csv but missing")
             shutil.copy2(src, d / "images" / f)
             c, pin = labels[f]
-            rows.append(f"{f},{CLASSES[c]},{pin}")
+            x, y = (f"{v:.1f}" for v in clicks[f]) if f in clicks else ("", "")
+            rows.append(f"{f},{CLASSES[c]},{pin},{x},{y}")
         atomic_write(d / "labels.csv", "\n".join(rows) + "\n")
         if meta and all(f in meta for f in files):
             atomic_write(d / "meta.jsonl", "".join(meta[f] + "\n" for f in sorted(files)))

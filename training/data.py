@@ -2,8 +2,10 @@
 
 A labelled folder is `images/` + `labels.csv` (file,label,pin). When the folder also has the
 generator's `meta.jsonl`, every image gets dense targets (which tokens cover the defective pin,
-which pin every token sits on); images without it (real photos relabelled at the station) still
-train the image-level loss.
+which pin every token sits on). Frames without it (photos relabelled at the station) teach what
+their label says about where (`click_targets`): an OK frame has no defect anywhere; a defect
+whose pin a person clicked (labels.csv's `x,y`) is at the click and nowhere far from it, and the
+tokens on the click are that pin. A defect without a click trains the image-level loss only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Samples:
     files: list[str]
     meta: list[dict] | None  # the generator's records, when present
     defects: list[list[tuple[int, int]]] | None = None  # every (pin, class index) per image, from meta
+    clicks: np.ndarray | None = None  # (N, 2) clicked pin in *input* pixels, NaN where none
+    pitch: float = 24.25  # one pitch in input pixels (for click targets): the camera's typical pitch
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -60,10 +64,14 @@ def _load_one(args: tuple[str, InputSpec]) -> np.ndarray | str:
     return crop_resize(img, spec)
 
 
-def load_folder(folder: Path, spec: InputSpec, workers: int = 2, progress: bool = True) -> Samples:
-    """Read a labelled folder into memory (cropped and resized once)."""
+def load_folder(
+    folder: Path, spec: InputSpec, workers: int = 2, progress: bool = True, pitch_px: float = 48.5
+) -> Samples:
+    """Read a labelled folder into memory (cropped and resized once). `pitch_px`: the part's
+    typical pitch in frame pixels, which sizes the targets of a clicked pin."""
     folder = Path(folder)
     rows = read_labels(folder)
+    clicked = labels.read_clicks(folder / "labels.csv")
     meta_path = folder / "meta.jsonl"
     meta = None
     if meta_path.exists():
@@ -100,7 +108,15 @@ def load_folder(folder: Path, spec: InputSpec, workers: int = 2, progress: bool 
                 for m in meta
             ]
         ).astype(np.float32)
+    clicks = None
+    if clicked:
+        clicks = np.full((len(rows), 2), np.nan, np.float32)
+        for i, r in enumerate(rows):
+            if r[0] in clicked:
+                clicks[i] = spec.frame_to_input(np.array(clicked[r[0]]))
     return Samples(
+        clicks=clicks,
+        pitch=pitch_px * spec.width / (spec.crop[2] - spec.crop[0]),
         images=np.stack(out),
         labels=np.array([CLASSES.index(r[1]) for r in rows], np.int64),
         pins=np.array([r[2] for r in rows], np.int64),
@@ -127,8 +143,13 @@ def concat(a: Samples, b: Samples) -> Samples:
     def defects(s: Samples) -> list[list[tuple[int, int]]]:
         return s.defects if s.defects is not None else [[] for _ in range(len(s))]
 
+    def clicks(s: Samples) -> np.ndarray:
+        return s.clicks if s.clicks is not None else np.full((len(s), 2), np.nan, np.float32)
+
     both_meta = a.meta is not None and b.meta is not None
     return Samples(
+        clicks=None if a.clicks is None and b.clicks is None else np.concatenate([clicks(a), clicks(b)]),
+        pitch=a.pitch if a.clicks is not None or b.clicks is None else b.pitch,
         images=np.concatenate([a.images, b.images]),
         labels=np.concatenate([a.labels, b.labels]),
         pins=np.concatenate([a.pins, b.pins]),
@@ -200,3 +221,40 @@ def dense_targets(
         hit[dd.argmin()] = True
         defect[hit] = label
     return defect, pinmap.astype(np.int64)
+
+
+def click_targets(
+    label: int,
+    pin: int,
+    click: np.ndarray | None,
+    spec: InputSpec,
+    pitch: float,
+    defect_radius: float = 0.6,
+    unsure_radius: float = 2.2,
+    pin_radius: float = 0.4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token targets from what a person said about a frame without pin positions (-100:
+    unknown, not trained). OK: no defect under any token. A defect clicked at `click` (input
+    pixels): the defect's class within `defect_radius` pitches of the click, "no defect" beyond
+    `unsure_radius` (a bent pin's defect reaches ~1.6 pitches from its tip on the frame, and the
+    person may click either end); the tokens within `pin_radius` of the click sit on `pin`. A defect without a
+    click: nothing known per token."""
+    gh, gw = spec.grid
+    n = gh * gw
+    unknown = np.full(n, -100, np.int64)
+    no_defect = len(CLASSES) - 1
+    if label == no_defect:
+        return np.full(n, no_defect, np.int64), unknown
+    if click is None or not np.isfinite(click).all():
+        return unknown, unknown.copy()
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    centres = np.stack([(xs.ravel() + 0.5) * spec.patch, (ys.ravel() + 0.5) * spec.patch], -1)
+    d = np.linalg.norm(centres - np.asarray(click, np.float64), axis=1) / pitch
+    defect = unknown.copy()
+    defect[d > unsure_radius] = no_defect
+    defect[d < defect_radius] = label
+    defect[d.argmin()] = label
+    pinmap = unknown.copy()
+    pinmap[d < pin_radius] = pin
+    pinmap[d.argmin()] = pin
+    return defect, pinmap

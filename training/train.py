@@ -44,7 +44,7 @@ from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
 from models.synth.dataset import BOTH_STYLES, SynthConfig, SynthError, generate_once, parse_styles
-from training.data import DataError, Samples, concat, dense_targets, folder_hash, load_folder
+from training.data import DataError, Samples, click_targets, concat, dense_targets, folder_hash, load_folder
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_VERSION = "0.1.0"
@@ -257,8 +257,9 @@ def prepare_data(
         if d.val_folder
         else _synth_folder(part, d.val_n, d.val_seed, BOTH_STYLES, d.val_widen, d.val_defect_columns, cfg.workers)
     )
-    train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress)
-    val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress)
+    pitch = float(np.mean(part.camera.pitch_px))
+    train = load_folder(train_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
+    val = load_folder(val_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
     info = {
         "train": str(train_dir),
         "train_hash": folder_hash(train_dir),
@@ -266,7 +267,8 @@ def prepare_data(
         "val_hash": folder_hash(val_dir),
     }
     if d.mix_folder:
-        train = concat(train, load_folder(Path(d.mix_folder), ispec, workers=cfg.workers, progress=progress))
+        mix = load_folder(Path(d.mix_folder), ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
+        train = concat(train, mix)
         info.update(mix=str(d.mix_folder), mix_hash=folder_hash(Path(d.mix_folder)))
     return train, val, info
 
@@ -300,6 +302,19 @@ def camera_augment(
     return out, truth
 
 
+def _points(truth: np.ndarray | None, click: np.ndarray | None) -> np.ndarray:
+    """The pin positions (P, 4) and a click (2,) as one (K, 2) array, to move them together."""
+    parts = [] if truth is None else [truth.reshape(-1, 2)]
+    return np.concatenate(parts + ([] if click is None else [click.reshape(1, 2)])).astype(np.float32)
+
+
+def _unpoints(
+    pts: np.ndarray, truth: np.ndarray | None, click: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    k = 0 if truth is None else truth.size // 2
+    return (None if truth is None else pts[:k].reshape(truth.shape)), (None if click is None else pts[k])
+
+
 def make_batch(
     s: Samples, idx: np.ndarray, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator | None
 ) -> dict[str, torch.Tensor]:
@@ -310,6 +325,7 @@ def make_batch(
     for i in idx:
         img = s.images[i]
         truth = None if s.truth is None or np.isnan(s.truth[i]).any() else s.truth[i]
+        click = None if s.clicks is None or np.isnan(s.clicks[i]).any() else s.clicks[i]
         if rng is not None:
             if cfg.aug_shift_px:
                 dx, dy = rng.integers(-cfg.aug_shift_px, cfg.aug_shift_px + 1, 2)
@@ -317,8 +333,14 @@ def make_batch(
                 img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
                 if truth is not None:
                     truth = truth + np.float32([dx, dy, dx, dy])
+                if click is not None:
+                    click = click + np.float32([dx, dy])
             if cfg.aug_camera:
-                img, truth = camera_augment(img, truth, cfg.aug_camera, rng)
+                img, moved = camera_augment(
+                    img, None if truth is None and click is None else _points(truth, click), cfg.aug_camera, rng
+                )
+                if moved is not None:
+                    truth, click = _unpoints(moved, truth, click)
             if cfg.aug_color:
                 a = 1 + rng.uniform(-cfg.aug_color, cfg.aug_color)
                 b = rng.uniform(-cfg.aug_color, cfg.aug_color) * 128
@@ -326,9 +348,8 @@ def make_batch(
         imgs.append(img)
         if truth is not None:
             d_t, p_t = dense_targets(truth, s.defects[i] if s.defects is not None else [], ispec)
-        else:  # no geometry: dense targets unknown, only the image loss applies
-            d_t = np.full(ispec.grid[0] * ispec.grid[1], -100, np.int64)
-            p_t = d_t.copy()
+        else:  # no pin positions: what the label (and a click) say about where
+            d_t, p_t = click_targets(int(s.labels[i]), int(s.pins[i]), click, ispec, s.pitch)
         dense.append(d_t)
         pinmap.append(p_t)
     # the image-level loss only applies where PART.md's classes do: images with at most one defect

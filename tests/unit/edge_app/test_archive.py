@@ -11,6 +11,7 @@ from station_fakes import FakeVerdict
 from edge_app.archive import Archive, ArchiveError, KeepPolicy
 from edge_app.pipeline import Result
 from edge_app.sources import Frame
+from models.labels import read_clicks
 from training.data import read_labels
 
 
@@ -49,10 +50,23 @@ def test_relabel_round_trip_is_a_labelled_folder(tmp_path):
     a.relabel(names[1], "OK", 0)
     a.relabel(names[0], "BENDNG", 6)  # changed mind: the later label wins, one row per file
     assert a.labels() == {names[0]: ("BENDNG", 6), names[1]: ("OK", 0)}
-    assert (tmp_path / "labels.csv").read_text().splitlines()[0] == "file,label,pin"
+    assert (tmp_path / "labels.csv").read_text().splitlines()[0] == "file,label,pin,x,y"
     assert sorted(read_labels(tmp_path)) == sorted([(names[0], "BENDNG", 6), (names[1], "OK", 0)])
     reviewed = {r.file: r.reviewed for r in a.flagged()}
     assert reviewed[names[1]] == ("OK", 0) and reviewed[names[2]] is None
+
+
+def test_a_clicked_pin_reaches_labels_csv_for_training(tmp_path):
+    a = Archive(tmp_path)
+    names = [a.save(result(i)) for i in range(3)]
+    a.relabel(names[0], "BENDNG", 7, click=(301.26, 188.0))
+    a.relabel(names[1], "OK", 0, click=(50.0, 60.0))  # a stray click on a good part is no pin
+    a.relabel(names[2], "NUKENG", 2)
+    assert read_clicks(tmp_path / "labels.csv") == {names[0]: (301.3, 188.0)}
+    assert {r.file: r.click for r in a.flagged()}[names[1]] is None
+    assert sorted(read_labels(tmp_path)) == sorted(
+        [(names[0], "BENDNG", 7), (names[1], "OK", 0), (names[2], "NUKENG", 2)]
+    )
 
 
 @pytest.mark.parametrize(
@@ -201,7 +215,7 @@ def test_pages_by_uncertainty_and_counts_what_is_left(tmp_path):
     assert order == [names[1], names[3], names[4], names[0], names[2]]  # unknown margin last
     assert [r.file for r in a.page(1, 2, order="uncertain")] == [names[3], names[4]]
     assert [r.file for r in a.page(0, 2)] == [names[4], names[3]]  # newest first
-    a.relabel(names[1], "OK", 0, click=(10.0, 20.0))
+    a.relabel(names[1], "NUKENG", 3, click=(10.0, 20.0))
     assert a.count() == 5 and a.count(todo=True) == 4
     assert a.page(0, 1, order="uncertain", todo=True)[0].file == names[3]
     assert {r.file: r.click for r in a.flagged()}[names[1]] == (10.0, 20.0)

@@ -34,9 +34,13 @@ def _line_frames(tmp_path, n=16):
 
 def test_split_holds_back_each_class_and_keeps_labels(tmp_path):
     folder = _line_frames(tmp_path, 20)
+    lines = (folder / "labels.csv").read_text().splitlines()
+    clicked = next(r for r in lines[1:] if ",OK," not in r)
+    lines = ["file,label,pin,x,y"] + [r + (",120.5,88.0" if r == clicked else ",,") for r in lines[1:]]
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
     train_dir, hold_dir = adapt.split(folder, tmp_path / "split", 0.3, seed=0)
     rows = {d: (d / "labels.csv").read_text().splitlines()[1:] for d in (train_dir, hold_dir)}
-    original = set((folder / "labels.csv").read_text().splitlines()[1:])
+    original = set(lines[1:])
     assert set(rows[train_dir]) | set(rows[hold_dir]) == original and not set(rows[train_dir]) & set(rows[hold_dir])
     held_classes = {r.split(",")[1] for r in rows[hold_dir]}
     assert held_classes == {"BENDNG", "NUKENG", "OK"}
