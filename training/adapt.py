@@ -7,7 +7,9 @@ DIR is a labelled folder (images/ + labels.csv with file,label,pin and, where a 
 pin, x,y; meta.jsonl with pin positions is used where present), e.g. what the station's review
 dialog exports. Steps, each with progress:
 
-  1. split DIR into frames to train on and frames held back to score on (by class, seeded)
+  1. split DIR into frames to train on and frames held back to score on (by class, seeded); where
+     a defect's pin is named but neither clicked nor positioned, find it with the base model's
+     pin map, so the dense and pin losses apply to it too (--no-locate: the verdict only)
   2. score the base model on the held-back frames and on our acceptance set (fresh renders)
   3. fine-tune the base on the training frames mixed with fresh renders (so it keeps what it knew)
   4. score the adapted model the same way and print the before/after table
@@ -30,6 +32,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, read_spec
 from models.files import atomic_write
@@ -87,6 +92,56 @@ def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Pat
     return dirs[0], dirs[1]
 
 
+def locate_named_pins(ckpt: Path, folder: Path, min_belief: float = 0.5) -> dict[str, tuple[float, float]]:
+    """Where the pin a person named sits on each defective frame that has neither a click nor pin
+    positions: the part's grid as the base model's pin map fits it to the frame (the tokens it
+    believes are that pin slot, weighted). Frames where no token is at least `min_belief` sure
+    are left out. Returns {file: (x, y) frame pixels}."""
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from models.preprocess import InputSpec, crop_resize, normalize, read_frame
+
+    if (folder / "meta.jsonl").exists():
+        return {}
+    clicks = read_clicks(folder / "labels.csv")
+    todo = [(f, pin) for f, (c, pin) in read_labels(folder / "labels.csv").items() if pin and f not in clicks]
+    if not todo:
+        return {}
+    model, spec = load_checkpoint(ckpt)
+    ispec = InputSpec.from_dict(spec["input"])
+    gh, gw = ispec.grid
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    centres = np.stack([(xs.ravel() + 0.5) * ispec.patch, (ys.ravel() + 0.5) * ispec.patch], -1)
+    found: dict[str, tuple[float, float]] = {}
+    for k in tqdm(range(0, len(todo), 32), desc="locating named pins", unit="batch"):
+        chunk = todo[k : k + 32]
+        x = torch.from_numpy(
+            normalize([crop_resize(read_frame(folder / "images" / f, ispec), ispec) for f, _ in chunk], ispec)
+        )
+        with torch.no_grad():
+            belief = model.forward_features(x)[2].softmax(-1).numpy()  # (B, T, P + 1)
+        for (f, pin), b in zip(chunk, belief, strict=True):
+            w = b[:, pin]
+            if w.max() < min_belief:
+                continue
+            w = np.where(w >= 0.5 * w.max(), w, 0.0)
+            xy = ispec.input_to_frame((centres * w[:, None]).sum(0) / w.sum())
+            found[f] = (float(xy[0]), float(xy[1]))
+    return found
+
+
+def write_clicks(folder: Path, clicks: dict[str, tuple[float, float]]) -> None:
+    """Add `clicks` to labels.csv's x,y (a click already there stays)."""
+    labels, have = read_labels(folder / "labels.csv"), read_clicks(folder / "labels.csv")
+    rows = [",".join(LABEL_FIELDS)]
+    for f, (c, pin) in labels.items():
+        xy = have.get(f) or clicks.get(f)
+        x, y = (f"{v:.1f}" for v in xy) if xy else ("", "")
+        rows.append(f"{f},{CLASSES[c]},{pin},{x},{y}")
+    atomic_write(folder / "labels.csv", "\n".join(rows) + "\n")
+
+
 def _score(ckpt: Path, folder: Path, preds: Path) -> dict[str, Any]:
     return evaluate(ckpt, folder, preds, progress=False)["metrics"]
 
@@ -140,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="split and training seed")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
     ap.add_argument("--no-export", action="store_true", help="hand over the checkpoint only (no bundle)")
+    ap.add_argument(
+        "--no-locate",
+        dest="locate",
+        action="store_false",
+        help="do not locate named-but-unclicked pins with the base model (they then train the verdict only)",
+    )
     return ap
 
 
@@ -163,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             "line": _score(args.base, hold_dir, out / "preds" / "base-line.csv"),
             "acceptance": _score(args.base, acc_set, out / "preds" / "base-acceptance.csv"),
         }
+        located = locate_named_pins(args.base, train_dir) if args.locate else {}
+        if located:
+            write_clicks(train_dir, located)
+            print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
         print(f"[3/6] fine-tuning on {train_dir} + {args.renders} renders, {args.epochs} epochs")
         tc = base_spec.get("train_config", {})
         sets = [
@@ -192,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(before, after))
     why = verdict(before, after, args.max_drop, args.max_escape_rise)
     record = {"base": str(args.base), "folder": str(args.folder), "run": str(ckpt.parent), "before": before,
-              "after": after, "refused": why}  # fmt: skip
+              "after": after, "refused": why, "pins_located": len(located)}  # fmt: skip
     atomic_write(out / "adapt.json", json.dumps(record, indent=2) + "\n")
     if why:
         print("[5/6] refused, nothing handed over: " + "; ".join(why), file=sys.stderr)

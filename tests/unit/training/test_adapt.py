@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from tiny_bundles import tiny_checkpoint
 
@@ -7,6 +8,7 @@ from models.synth.dataset import SynthConfig, generate
 from training import adapt
 
 SPEC = load_part("default")
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "default" / "model.safetensors"
 M = {"n": 100, "accuracy": 0.9, "escape_rate": 0.02, "overkill_rate": 0.01, "pin_accuracy": 0.9}
 
 
@@ -71,3 +73,31 @@ def test_a_folder_without_labels_is_one_line(tmp_path, capsys):
     rc = adapt.main(["--folder", str(tmp_path / "empty"), "--base", str(base), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "labels.csv: missing" in err[0]
+
+
+def test_named_pins_are_located_with_the_base_models_pin_map(tmp_path):
+    """Frames with file,label,pin only: the shipped model's pin map finds the named pin, so the
+    dense and pin losses can train on them; a person's click is kept as it is."""
+    import numpy as np
+
+    from models.labels import read_clicks
+
+    folder = tmp_path / "line"
+    generate(SPEC, SynthConfig(n=18, seed=78), folder, progress=False)
+    meta = {m["file"]: m for m in map(json.loads, (folder / "meta.jsonl").read_text().splitlines())}
+    assert adapt.locate_named_pins(SHIPPED, folder) == {}  # positions known
+    (folder / "meta.jsonl").unlink()
+    located = adapt.locate_named_pins(SHIPPED, folder)
+    near = 0
+    for f, xy in located.items():
+        m = meta[f]
+        pins = np.array(m["pins"])
+        slot = pins[:, :2] + np.median(pins[:, 2:] - pins[:, :2], axis=0) / 2  # where a straight pin stands
+        d = np.linalg.norm(slot - xy, axis=1)
+        near += int(d.argmin() == m["pin"] - 1 and d.min() < 0.6 * m["pitch_px"])
+    assert near >= 10, (near, len(located))  # of 12 defective frames
+    mine = next(iter(located))
+    adapt.write_clicks(folder, {mine: (1.0, 2.0)})  # as if a person had clicked this one
+    adapt.write_clicks(folder, located)
+    clicks = read_clicks(folder / "labels.csv")
+    assert clicks[mine] == (1.0, 2.0) and set(clicks) == set(located)
