@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.settings import (
-    BACKENDS,
-    PRECISIONS,
-    TRIGGERS,
+    SETTINGS,
     SettingsError,
     StationConfig,
     apply,
@@ -59,6 +57,19 @@ examples:
 """
 
 
+def add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per StationConfig field that has one, made from its Setting (help, type, choices)."""
+    for name, s in SETTINGS.items():
+        if not s.flag:
+            continue
+        if s.kind == "bool":
+            p.add_argument(s.flag, dest=name, action="store_true", default=None, help=s.help)
+            continue
+        kind = (int if s.integer else float) if s.kind == "number" else str
+        metavar = {"number": "N" if s.integer else "X", "folder": "DIR", "source": "SOURCE"}.get(s.kind)
+        p.add_argument(s.flag, dest=name, type=kind, choices=s.choices or None, metavar=metavar, help=s.help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_app",
@@ -67,11 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help=f"settings file (default {default_config_path()})")
-    p.add_argument("--source", help="where frames come from (see below)")
-    p.add_argument("--model", help="model bundle folder (default: the shipped models/default)")
-    p.add_argument("--backend", choices=BACKENDS, help="inference engine")
-    p.add_argument("--precision", choices=PRECISIONS, help="model precision")
-    p.add_argument("--part", help="the part inspected (name or JSON); the model must be trained for it")
+    add_setting_flags(p)
     p.add_argument(
         "--threshold",
         action="append",
@@ -82,15 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_mutually_exclusive_group()
     a.add_argument("--archive", help="folder for NG frames (default ~/.local/share/pininspect/archive)")
     a.add_argument("--no-archive", action="store_true", help="do not save NG frames")
-    p.add_argument("--loop", action="store_true", default=None, help="replay a video or folder when it ends")
-    p.add_argument("--fps", type=float, help="frame-rate cap for a video or folder (0: none)")
-    p.add_argument("--sim-defect-rate", type=float, help="fraction of simulated parts with a defect (default 0.2)")
-    p.add_argument("--sim-fps", type=float, help="simulated camera frame rate (0: unpaced)")
-    p.add_argument("--sim-pool", type=int, help="simulated frames rendered up front and cycled (0: all live)")
-    p.add_argument("--sim-seed", type=int, help="seed of the simulated line")
-    p.add_argument("--trigger", choices=TRIGGERS, help="free-running (default) or one inspection per trigger")
     p.add_argument("--plc", metavar="PROTO[:HOST[:PORT]]", help="PLC server: modbus[:HOST[:PORT]] or opcua[:...]")
-    p.add_argument("--plc-unit", type=int, help="Modbus unit id the station answers as (default 1)")
     p.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict, then a summary")
     p.add_argument("--frames", type=int, help="headless: stop after this many verdicts")
     p.add_argument("--quiet", action="store_true", help="headless: print only the summary")
@@ -113,28 +112,11 @@ def overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """The settings given on the command line, as StationConfig fields."""
     raw: dict[str, Any] = {}
     problems: list[str] = []
-    simple = {
-        "source": "source",
-        "model": "model",
-        "backend": "backend",
-        "precision": "precision",
-        "part": "part",
-        "archive": "archive_dir",
-        "loop": "loop",
-        "fps": "fps",
-        "sim_defect_rate": "sim_defect_rate",
-        "sim_fps": "sim_fps",
-        "sim_pool": "sim_pool",
-        "sim_seed": "sim_seed",
-        "trigger": "trigger",
-        "plc_unit": "plc_unit",
-    }
-    for arg, name in simple.items():
-        value = getattr(args, arg)
-        if value is not None:
-            raw[name] = value
+    for name, setting in SETTINGS.items():
+        if setting.flag and getattr(args, name) is not None:
+            raw[name] = getattr(args, name)
     if args.archive is not None:
-        raw["archive_enabled"] = True
+        raw["archive_dir"], raw["archive_enabled"] = args.archive, True
     if args.no_archive:
         raw["archive_enabled"] = False
     thresholds: dict[str, Any] = {}

@@ -8,8 +8,10 @@ and the station still starts. Saving writes the whole resolved config atomically
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,73 +50,23 @@ class SettingsError(ValueError):
     """A config that cannot be used as a whole (unreadable file, invalid JSON)."""
 
 
-@dataclass
-class StationConfig:
-    """Everything the station needs to run; `docs` of each field are in FIELD_HELP."""
+@dataclass(frozen=True)
+class Setting:
+    """One StationConfig field, described once: its help, its check, its command-line flag and its
+    row in the settings dialog are all made from this (`python -m edge_app --help`, the settings
+    file's messages and the window's Settings dialog)."""
 
-    source: str = "auto"  # auto | sim | camera:0 | camera:URL | video:PATH | folder:PATH
-    model: str = ""  # bundle folder; "" = the shipped models/default
-    backend: str = "auto"
-    precision: str = "auto"
-    part: str = "default"  # the part the station inspects; the bundle must be trained for it
-    thresholds: dict[str, float] = field(default_factory=dict)  # per defect class; missing = the model's own
-    archive_dir: str = ""  # "" = ~/.local/share/pininspect/archive
-    archive_enabled: bool = True
-    archive_ok_every: int = 100  # besides every NG frame, keep every n-th OK frame for review; 0 = none
-    archive_ok_per_hour: int = 60  # at most this many of those OK frames an hour; 0 = no cap
-    archive_margin: float = 0.05  # keep every frame whose score is this close to a threshold; 0 = none
-    model_history: list[str] = field(default_factory=list)  # bundles run before `model`, newest first
-    loop: bool = False  # replay a video / folder from the start when it ends
-    fps: float = 0.0  # cap on frames read from a file source; 0 = as fast as inference allows
-    sim_defect_rate: float = 0.2
-    sim_fps: float = 15.0  # simulated camera frame rate; 0 = as fast as inference allows
-    sim_pool: int = 64  # distinct frames rendered up front and cycled; 0 = render every frame live
-    sim_seed: int = 0
-    retry_max_s: float = 10.0  # longest wait between reconnect attempts of a failed camera
-    trigger: str = "free"  # free-running, or one inspection per trigger (key, plc, stdin)
-    plc: str = ""  # "" (none), modbus or opcua: the server the PLC talks to
-    plc_host: str = "0.0.0.0"
-    plc_port: int = 0  # 0 = the protocol's default (Modbus 5020, OPC UA 4840)
-    plc_unit: int = 1  # Modbus unit (device) id
-
-    def model_dir(self) -> Path:
-        return Path(self.model).expanduser() if self.model else default_model_dir()
-
-    def archive_path(self) -> Path:
-        return Path(self.archive_dir).expanduser() if self.archive_dir else default_archive_dir()
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-FIELD_HELP: dict[str, str] = {
-    "source": "auto (camera 0 if one is plugged in, else the simulator), sim, camera:N, camera:URL, "
-    "video:PATH or folder:PATH",
-    "model": "model bundle folder (empty: the shipped default model)",
-    "backend": "inference engine: " + ", ".join(BACKENDS),
-    "precision": "model precision: " + ", ".join(PRECISIONS),
-    "part": "part name or part JSON the station inspects",
-    "thresholds": "per defect class, score at which a frame is NG (0..1); a class left out uses the model's own",
-    "archive_dir": "where NG frames are saved (empty: ~/.local/share/pininspect/archive)",
-    "archive_enabled": "save NG frames (and the sampled OK and borderline ones) for review",
-    "archive_ok_every": "also keep every n-th OK frame for review (0: none)",
-    "archive_ok_per_hour": "at most this many sampled OK frames an hour (0: no cap)",
-    "archive_margin": "also keep every frame whose score is within this of a threshold (0: none)",
-    "model_history": "model bundles run before this one, newest first (Roll back returns to the first)",
-    "loop": "replay a video or folder when it ends",
-    "fps": "frame rate cap for video / folder sources (0: no cap)",
-    "sim_defect_rate": "fraction of simulated parts with a defect (0..1)",
-    "sim_fps": "simulated camera frame rate (0: as fast as inference allows)",
-    "sim_pool": "simulated frames rendered up front and cycled (0: render every frame live)",
-    "sim_seed": "seed of the simulated line",
-    "retry_max_s": "longest wait between reconnect attempts of a failed camera (s)",
-    "trigger": "free (inspect every frame), key (the window's Trigger button / space bar), plc (the PLC's "
-    "Trigger), stdin (headless: each line on stdin)",
-    "plc": "PLC server: empty (none), modbus (Modbus TCP) or opcua (OPC UA)",
-    "plc_host": "address the PLC server listens on (0.0.0.0: every network card)",
-    "plc_port": "TCP port of the PLC server (0: 5020 for Modbus, 4840 for OPC UA)",
-    "plc_unit": "Modbus unit id the station answers as (1..247)",
-}
+    help: str
+    kind: str  # "number", "choice", "bool", "text", "folder", "source", or "other" (own widget/flag)
+    check: Callable[[str, Any], Any]  # (field name, value) -> the value, or ValueError naming the field
+    flag: str | None = None  # the command-line flag, when it is a plain one
+    label: str | None = None  # the settings dialog's row, when the dialog edits it
+    lo: float = 0.0
+    hi: float = 0.0
+    integer: bool = False
+    step: float = 1.0
+    unit: str = ""
+    choices: tuple[str, ...] = ()
 
 
 def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
@@ -127,7 +79,8 @@ def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ValueError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+        shown = [c or '"" (none)' for c in choices]
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(shown)}")
     return str(value)
 
 
@@ -178,40 +131,144 @@ def _host(name: str, value: Any) -> str:
     return check_host(name, value)
 
 
-_CHECKS: dict[str, Any] = {
-    "source": _source,
-    "model": _string,
-    "backend": lambda n, v: _choice(n, v, BACKENDS),
-    "precision": lambda n, v: _choice(n, v, PRECISIONS),
-    "part": _string,
-    "thresholds": _thresholds,
-    "archive_dir": _string,
-    "archive_enabled": _bool,
-    "archive_ok_every": lambda n, v: _number(n, v, 0, 1_000_000, integer=True),
-    "archive_ok_per_hour": lambda n, v: _number(n, v, 0, 1_000_000, integer=True),
-    "archive_margin": lambda n, v: _number(n, v, 0.0, 0.5),
-    "model_history": _folders,
-    "loop": _bool,
-    "fps": lambda n, v: _number(n, v, 0.0, 1000.0),
-    "sim_defect_rate": lambda n, v: _number(n, v, 0.0, 1.0),
-    "sim_fps": lambda n, v: _number(n, v, 0.0, 1000.0),
-    "sim_pool": lambda n, v: _number(n, v, 0, 10000, integer=True),
-    "sim_seed": lambda n, v: _number(n, v, 0, 2**31 - 1, integer=True),
-    "retry_max_s": lambda n, v: _number(n, v, 0.1, 3600.0),
-    "trigger": lambda n, v: _choice(n, v, TRIGGERS),
-    "plc": lambda n, v: _choice(n, v, PLCS) if v in PLCS else _choice(n, v, ('"" (none)', *PLCS[1:])),
-    "plc_host": _host,
-    "plc_port": lambda n, v: _number(n, v, 0, 65535, integer=True),
-    "plc_unit": lambda n, v: _number(n, v, 1, 247, integer=True),
-}
-assert set(_CHECKS) == {f.name for f in dataclasses.fields(StationConfig)}
+def _field(default: Any, s: Setting) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"setting": s})
+    return field(default=default, metadata={"setting": s})
+
+
+def number(
+    default: float, help: str, lo: float, hi: float, flag: str | None = None, label: str | None = None,
+    step: float = 1.0, unit: str = "",
+) -> Any:  # fmt: skip
+    integer = isinstance(default, int)
+    check = functools.partial(_number, lo=lo, hi=hi, integer=integer)
+    return _field(default, Setting(help, "number", check, flag, label, lo, hi, integer, step, unit))
+
+
+def choice(default: str, help: str, choices: tuple[str, ...], flag: str | None = None, label: str | None = None) -> Any:
+    check = functools.partial(_choice, choices=choices)
+    return _field(default, Setting(help, "choice", check, flag, label, choices=choices))
+
+
+def boolean(default: bool, help: str, flag: str | None = None, label: str | None = None) -> Any:
+    return _field(default, Setting(help, "bool", _bool, flag, label))
+
+
+def text(default: str, help: str, flag: str | None = None, label: str | None = None, kind: str = "text") -> Any:
+    checks = {"text": _string, "folder": _string, "source": _source, "host": _host}
+    return _field(default, Setting(help, "text" if kind == "host" else kind, checks[kind], flag, label))
+
+
+def other(default: Any, help: str, check: Callable[[str, Any], Any]) -> Any:
+    """A field with its own flag(s) and widget (thresholds, model history, PLC address)."""
+    return _field(default, Setting(help, "other", check))
+
+
+@dataclass
+class StationConfig:
+    """Everything the station needs to run. Each field's help, check, flag and dialog row is its
+    Setting (`SETTINGS`): adding a setting is one line here."""
+
+    source: str = text(
+        "auto",
+        "where frames come from: auto (camera 0 if one is plugged in, else the simulator), sim, camera:N, "
+        "camera:URL, video:PATH or folder:PATH",
+        "--source",
+        "Source",
+        kind="source",
+    )
+    model: str = text(
+        "", "model bundle folder (empty: the shipped default model)", "--model", "Model folder", kind="folder"
+    )
+    backend: str = choice("auto", "inference engine: " + ", ".join(BACKENDS), BACKENDS, "--backend", "Backend")
+    precision: str = choice("auto", "model precision: " + ", ".join(PRECISIONS), PRECISIONS, "--precision", "Precision")
+    part: str = text(
+        "default", "the part inspected (name or part JSON); the model must be trained for it", "--part", "Part"
+    )
+    thresholds: dict[str, float] = other(
+        {}, "per defect class, score at which a frame is NG (0..1); a class left out uses the model's own", _thresholds
+    )
+    archive_dir: str = text(
+        "",
+        "where NG frames are saved (empty: ~/.local/share/pininspect/archive)",
+        label="Archive folder",
+        kind="folder",
+    )  # its flag, --archive DIR, also turns the archive on
+    archive_enabled: bool = boolean(
+        True, "save NG frames (and the sampled OK and borderline ones) for review", label="Archive"
+    )
+    archive_ok_every: int = number(
+        100, "also keep every n-th OK frame for review (0: none)", 0, 1_000_000, label="Keep every n-th OK"
+    )
+    archive_ok_per_hour: int = number(
+        60, "at most this many sampled OK frames an hour (0: no cap)", 0, 1_000_000, label="Sampled OK per hour"
+    )
+    archive_margin: float = number(
+        0.05, "also keep every frame whose score is within this of a threshold (0: none)", 0.0, 0.5,
+        label="Keep borderline within", step=0.01,
+    )  # fmt: skip
+    model_history: list[str] = other(
+        [], "model bundles run before this one, newest first (Roll back returns to the first)", _folders
+    )
+    loop: bool = boolean(False, "replay a video or folder when it ends", "--loop", "Loop")
+    fps: float = number(
+        0.0, "frame-rate cap for a video or folder source (0: no cap)", 0.0, 1000.0, "--fps", "File frame-rate cap",
+        unit="fps",
+    )  # fmt: skip
+    sim_defect_rate: float = number(
+        0.2, "fraction of simulated parts with a defect (0..1)", 0.0, 1.0, "--sim-defect-rate",
+        "Simulator defect rate", step=0.05,
+    )  # fmt: skip
+    sim_fps: float = number(
+        15.0, "simulated camera frame rate (0: as fast as inference allows)", 0.0, 1000.0, "--sim-fps",
+        "Simulator frame rate", unit="fps",
+    )  # fmt: skip
+    sim_pool: int = number(
+        64, "simulated frames rendered up front and cycled (0: render every frame live)", 0, 10000, "--sim-pool",
+        "Simulator pool",
+    )  # fmt: skip
+    sim_seed: int = number(0, "seed of the simulated line", 0, 2**31 - 1, "--sim-seed", "Simulator seed")
+    retry_max_s: float = number(
+        10.0, "longest wait between reconnect attempts of a failed camera", 0.1, 3600.0, label="Camera retry up to",
+        unit="s",
+    )  # fmt: skip
+    trigger: str = choice(
+        "free",
+        "free (inspect every frame), key (the window's Trigger button / space bar), plc (the PLC's Trigger), "
+        "stdin (headless: each line on stdin)",
+        TRIGGERS,
+        "--trigger",
+        "Trigger",
+    )
+    plc: str = choice("", "PLC server: empty (none), modbus (Modbus TCP) or opcua (OPC UA)", PLCS, label="PLC server")
+    plc_host: str = text(
+        "0.0.0.0", "address the PLC server listens on (0.0.0.0: every network card)", label="PLC address", kind="host"
+    )
+    plc_port: int = number(
+        0, "TCP port of the PLC server (0: 5020 for Modbus, 4840 for OPC UA)", 0, 65535, label="PLC port"
+    )
+    plc_unit: int = number(1, "Modbus unit id the station answers as (1..247)", 1, 247, "--plc-unit", "Modbus unit")
+
+    def model_dir(self) -> Path:
+        return Path(self.model).expanduser() if self.model else default_model_dir()
+
+    def archive_path(self) -> Path:
+        return Path(self.archive_dir).expanduser() if self.archive_dir else default_archive_dir()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(StationConfig)}
+FIELD_HELP: dict[str, str] = {name: s.help for name, s in SETTINGS.items()}
 
 
 def check_value(name: str, value: Any) -> Any:
     """The validated value for one field, or ValueError('field: what is wrong')."""
-    if name not in _CHECKS:
-        raise ValueError(f"{name}: unknown setting (known: {', '.join(_CHECKS)})")
-    return _CHECKS[name](name, value)
+    if name not in SETTINGS:
+        raise ValueError(f"{name}: unknown setting (known: {', '.join(SETTINGS)})")
+    return SETTINGS[name].check(name, value)
 
 
 def apply(base: StationConfig, raw: dict[str, Any]) -> tuple[StationConfig, list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +32,7 @@ from PyQt6.QtWidgets import (
 )
 
 from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow, pin_at
-from edge_app.settings import BACKENDS, FIELD_HELP, PRECISIONS, StationConfig, apply
+from edge_app.settings import SETTINGS, Setting, StationConfig, apply
 from edge_app.ui.video import VideoView
 from models import overlay
 
@@ -59,73 +60,17 @@ class SettingsDialog(QDialog):
         self.cfg = cfg
         self.result_config: StationConfig = cfg
         form = QFormLayout()
-
-        self.source = QComboBox()
-        self.source.setEditable(True)
-        self.source.addItems(["auto", "sim", "camera:0", "camera:1"])
-        self.source.setCurrentText(cfg.source)
-        src_row = QWidget()
-        sl = QHBoxLayout(src_row)
-        sl.setContentsMargins(0, 0, 0, 0)
-        sl.addWidget(self.source, 1)
-        for text, pick in (("Video...", self._pick_video), ("Folder...", self._pick_folder)):
-            b = QPushButton(text)
-            b.clicked.connect(pick)
-            sl.addWidget(b)
-        form.addRow("Source", src_row)
-
-        self.model = QLineEdit(cfg.model)
-        self.model.setPlaceholderText("the shipped default model")
-        form.addRow("Model folder", _with_browse(self.model, lambda: self._pick_dir(self.model)))
-        self.backend = QComboBox()
-        self.backend.addItems(BACKENDS)
-        self.backend.setCurrentText(cfg.backend)
-        form.addRow("Backend", self.backend)
-        self.precision = QComboBox()
-        self.precision.addItems(PRECISIONS)
-        self.precision.setCurrentText(cfg.precision)
-        form.addRow("Precision", self.precision)
-
-        self.archive_enabled = QCheckBox("Save NG frames")
-        self.archive_enabled.setChecked(cfg.archive_enabled)
-        form.addRow("Archive", self.archive_enabled)
-        self.archive_dir = QLineEdit(cfg.archive_dir)
-        self.archive_dir.setPlaceholderText(str(cfg.archive_path()) if not cfg.archive_dir else "")
-        form.addRow("Archive folder", _with_browse(self.archive_dir, lambda: self._pick_dir(self.archive_dir)))
-
-        self.loop = QCheckBox("Replay a video / folder when it ends")
-        self.loop.setChecked(cfg.loop)
-        form.addRow("Loop", self.loop)
-        self.fps = self._dspin(cfg.fps, 0, 1000, 1, "fps")
-        form.addRow("File frame-rate cap", self.fps)
-        self.sim_defect_rate = self._dspin(cfg.sim_defect_rate, 0, 1, 0.05, "")
-        form.addRow("Simulator defect rate", self.sim_defect_rate)
-        self.sim_fps = self._dspin(cfg.sim_fps, 0, 1000, 1, "fps")
-        form.addRow("Simulator frame rate", self.sim_fps)
-        self.sim_pool = QSpinBox()
-        self.sim_pool.setRange(0, 10000)
-        self.sim_pool.setValue(cfg.sim_pool)
-        form.addRow("Simulator pool", self.sim_pool)
-        self.sim_seed = QSpinBox()
-        self.sim_seed.setRange(0, 2**31 - 1)
-        self.sim_seed.setValue(cfg.sim_seed)
-        form.addRow("Simulator seed", self.sim_seed)
-        for row in range(form.rowCount()):
-            item = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
-            label = item.widget() if item is not None else None
-            key = {
-                "Source": "source",
-                "Model folder": "model",
-                "Backend": "backend",
-                "Precision": "precision",
-                "Archive folder": "archive_dir",
-                "Simulator pool": "sim_pool",
-                "Simulator defect rate": "sim_defect_rate",
-                "Simulator frame rate": "sim_fps",
-                "File frame-rate cap": "fps",
-            }.get(label.text() if isinstance(label, QLabel) else "", "")
-            if key and isinstance(label, QLabel):
-                label.setToolTip(FIELD_HELP[key])
+        self.fields: dict[str, QWidget] = {}  # field name -> its editor, one per Setting with a label
+        for name, setting in SETTINGS.items():
+            if setting.label:
+                editor, row = self._editor(name, setting, getattr(cfg, name))
+                editor.setToolTip(setting.help)
+                self.fields[name] = editor
+                setattr(self, name, editor)
+                form.addRow(setting.label, row)
+                label = form.labelForField(row)
+                if label is not None:
+                    label.setToolTip(setting.help)
 
         self.problems = QLabel("")
         self.problems.setWordWrap(True)
@@ -138,26 +83,67 @@ class SettingsDialog(QDialog):
         lay.addWidget(self.problems)
         lay.addWidget(buttons)
 
-    @staticmethod
-    def _dspin(value: float, lo: float, hi: float, step: float, suffix: str) -> QDoubleSpinBox:
-        b = QDoubleSpinBox()
-        b.setRange(lo, hi)
-        b.setSingleStep(step)
-        b.setDecimals(2)
-        if suffix:
-            b.setSuffix(f" {suffix}")
-        b.setValue(value)
-        return b
+    def _editor(self, name: str, s: Setting, value: Any) -> tuple[QWidget, QWidget]:
+        """The editor of one setting, made from its Setting, and the row widget holding it."""
+        if s.kind == "bool":
+            box = QCheckBox(s.help[:1].upper() + s.help[1:])
+            box.setChecked(bool(value))
+            return box, box
+        if s.kind == "number":
+            spin: QSpinBox | QDoubleSpinBox = QSpinBox() if s.integer else QDoubleSpinBox()
+            if isinstance(spin, QDoubleSpinBox):
+                spin.setDecimals(2)
+                spin.setRange(s.lo, s.hi)
+                spin.setSingleStep(s.step)
+                spin.setValue(float(value))
+            else:
+                spin.setRange(int(s.lo), int(min(s.hi, 2**31 - 1)))
+                spin.setValue(int(value))
+            if s.unit:
+                spin.setSuffix(f" {s.unit}")
+            return spin, spin
+        if s.kind == "choice":
+            combo = QComboBox()
+            for c in s.choices:
+                combo.addItem(c or "none", c)
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+            return combo, combo
+        if s.kind == "source":
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.addItems(["auto", "sim", "camera:0", "camera:1"])
+            combo.setCurrentText(str(value))
+            row = QWidget()
+            lay = QHBoxLayout(row)
+            lay.setContentsMargins(0, 0, 0, 0)
+            lay.addWidget(combo, 1)
+            for caption, pick in (("Video...", self._pick_video), ("Folder...", self._pick_folder)):
+                b = QPushButton(caption)
+                b.clicked.connect(pick)
+                lay.addWidget(b)
+            return combo, row
+        edit = QLineEdit(str(value))
+        empty = re.search(r"\(empty: ([^)]*)\)", s.help)
+        if empty:
+            edit.setPlaceholderText(empty.group(1))
+        if s.kind == "folder":
+            return edit, _with_browse(edit, lambda: self._pick_dir(edit))
+        return edit, edit
 
     def _pick_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Video file", "", "Videos (*.avi *.mp4 *.mkv *.mov);;All (*)")
         if path:
-            self.source.setCurrentText(f"video:{path}")
+            self._source().setCurrentText(f"video:{path}")
 
     def _pick_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Image folder")
         if path:
-            self.source.setCurrentText(f"folder:{path}")
+            self._source().setCurrentText(f"folder:{path}")
+
+    def _source(self) -> QComboBox:
+        combo = self.fields["source"]
+        assert isinstance(combo, QComboBox)
+        return combo
 
     def _pick_dir(self, edit: QLineEdit) -> None:
         path = QFileDialog.getExistingDirectory(self, "Folder", edit.text())
@@ -165,20 +151,18 @@ class SettingsDialog(QDialog):
             edit.setText(path)
 
     def values(self) -> dict[str, Any]:
-        return {
-            "source": self.source.currentText().strip(),
-            "model": self.model.text().strip(),
-            "backend": self.backend.currentText(),
-            "precision": self.precision.currentText(),
-            "archive_enabled": self.archive_enabled.isChecked(),
-            "archive_dir": self.archive_dir.text().strip(),
-            "loop": self.loop.isChecked(),
-            "fps": self.fps.value(),
-            "sim_defect_rate": self.sim_defect_rate.value(),
-            "sim_fps": self.sim_fps.value(),
-            "sim_pool": self.sim_pool.value(),
-            "sim_seed": self.sim_seed.value(),
-        }
+        """What the dialog holds, by field name (checked by `apply` on Save)."""
+        out: dict[str, Any] = {}
+        for name, w in self.fields.items():
+            if isinstance(w, QCheckBox):
+                out[name] = w.isChecked()
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                out[name] = w.value()
+            elif isinstance(w, QComboBox):
+                out[name] = w.currentText().strip() if w.isEditable() else w.currentData()
+            elif isinstance(w, QLineEdit):
+                out[name] = w.text().strip()
+        return out
 
     def _accept(self) -> None:
         cfg, problems = apply(self.cfg, self.values())

@@ -94,3 +94,78 @@ def test_headless_sim_is_unpaced_unless_asked():
 def test_bad_command_line_is_exit_2_with_a_message(tmp_path, capsys, argv, msg):
     assert main(["--headless", "--config", str(tmp_path / "s.json"), *argv]) == 2
     assert msg in capsys.readouterr().err
+
+
+def _other_value(name, s, current):
+    """A valid value of setting `s` that differs from `current`, as the settings file holds it."""
+    if s.kind == "bool":
+        return not current
+    if s.kind == "number":
+        mid = s.lo + (min(s.hi, 10_000) - s.lo) / 3
+        value = int(mid) if s.integer else round(mid, 2)
+        return value if value != current else s.lo
+    if s.kind == "choice":
+        return next(c for c in s.choices if c != current)
+    if s.kind == "source":
+        return "sim" if current != "sim" else "auto"
+    return {"plc_host": "127.0.0.1", "part": "default"}.get(name, "/srv/elsewhere")
+
+
+def _settings():
+    from edge_app.settings import SETTINGS
+
+    return [(n, s) for n, s in SETTINGS.items() if n != "part"] + [("part", SETTINGS["part"])]
+
+
+def test_every_flag_is_made_from_its_setting_and_reaches_the_config():
+    """A setting's flag, help and check come from the one place it is declared (StationConfig)."""
+    from edge_app.__main__ import overrides
+
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    flagged = [(n, s) for n, s in _settings() if s.flag]
+    assert {n for n, _ in flagged} >= {"source", "model", "backend", "sim_fps", "sim_pool", "trigger", "plc_unit"}
+    for name, s in flagged:
+        assert actions[name].option_strings == [s.flag] and actions[name].help == s.help
+        value = _other_value(name, s, getattr(StationConfig(), name))
+        argv = [s.flag] if s.kind == "bool" else [s.flag, str(value)]
+        raw, problems = overrides(parser.parse_args(argv))
+        cfg, bad = apply(StationConfig(), raw)
+        assert problems == bad == [] and getattr(cfg, name) == value, name
+
+
+def test_the_settings_dialog_is_made_from_the_same_settings(qtbot):
+    """Every setting with a dialog row gets an editor with its help, its range or choices, and
+    what the editor holds is what the config gets."""
+    from PyQt6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox
+
+    from edge_app.ui.dialogs import SettingsDialog
+
+    dlg = SettingsDialog(StationConfig())
+    qtbot.addWidget(dlg)
+    rows = [(n, s) for n, s in _settings() if s.label]
+    assert set(dlg.fields) == {n for n, _ in rows}
+    assert {"archive_ok_every", "archive_margin", "retry_max_s", "plc", "plc_port"} <= set(dlg.fields)
+    want = {}
+    for name, s in rows:
+        w = dlg.fields[name]
+        assert w.toolTip() == s.help, name
+        value = _other_value(name, s, getattr(StationConfig(), name))
+        if isinstance(w, QCheckBox):
+            w.setChecked(value)
+        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+            assert (w.minimum(), w.maximum()) == (s.lo, min(s.hi, 2**31 - 1)), name
+            w.setValue(value)
+        elif isinstance(w, QComboBox) and not w.isEditable():
+            assert [w.itemData(i) for i in range(w.count())] == list(s.choices), name
+            w.setCurrentIndex(w.findData(value))
+        elif isinstance(w, QComboBox):
+            w.setCurrentText(value)
+        else:
+            assert isinstance(w, QLineEdit), name
+            w.setText(value)
+        want[name] = value
+    dlg._accept()
+    got = dlg.result_config
+    assert dlg.result() == 1, dlg.problems.text()
+    assert {n: getattr(got, n) for n in want} == pytest.approx(want)
