@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.settings import (
-    SETTINGS,
     SettingsError,
     StationConfig,
     apply,
@@ -22,6 +21,7 @@ from edge_app.settings import (
     load_config,
     save_config,
 )
+from models.options import add_flags, given
 
 EPILOG = """\
 sources (--source):
@@ -57,19 +57,6 @@ examples:
 """
 
 
-def add_setting_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per StationConfig field that has one, made from its Setting (help, type, choices)."""
-    for name, s in SETTINGS.items():
-        if not s.flag:
-            continue
-        if s.kind == "bool":
-            p.add_argument(s.flag, dest=name, action="store_true", default=None, help=s.help)
-            continue
-        kind = (int if s.integer else float) if s.kind == "number" else str
-        metavar = {"number": "N" if s.integer else "X", "folder": "DIR", "source": "SOURCE"}.get(s.kind)
-        p.add_argument(s.flag, dest=name, type=kind, choices=s.choices or None, metavar=metavar, help=s.help)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m edge_app",
@@ -78,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help=f"settings file (default {default_config_path()})")
-    add_setting_flags(p)
+    add_flags(p, StationConfig, only_given=True)  # one flag per setting that has one
     p.add_argument(
         "--threshold",
         action="append",
@@ -112,9 +99,7 @@ def overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     """The settings given on the command line, as StationConfig fields."""
     raw: dict[str, Any] = {}
     problems: list[str] = []
-    for name, setting in SETTINGS.items():
-        if setting.flag and getattr(args, name) is not None:
-            raw[name] = getattr(args, name)
+    raw.update(given(args, StationConfig))
     if args.archive is not None:
         raw["archive_dir"], raw["archive_enabled"] = args.archive, True
     if args.no_archive:

@@ -18,6 +18,7 @@ from typing import Any
 
 from models.decision import DEFAULT_THRESHOLDS
 from models.files import atomic_write
+from models.options import Option
 
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
 PRECISIONS: tuple[str, ...] = ("auto", "int8", "fp32")
@@ -51,22 +52,19 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One StationConfig field, described once: its help, its check, its command-line flag and its
-    row in the settings dialog are all made from this (`python -m edge_app --help`, the settings
-    file's messages and the window's Settings dialog)."""
+class Setting(Option):
+    """One StationConfig field, described once: its help and flag (as every command's options,
+    models.options), its check, and its row in the settings dialog. `python -m edge_app --help`,
+    the settings file's messages and the window's Settings dialog are all made from these."""
 
-    help: str
-    kind: str  # "number", "choice", "bool", "text", "folder", "source", or "other" (own widget/flag)
-    check: Callable[[str, Any], Any]  # (field name, value) -> the value, or ValueError naming the field
-    flag: str | None = None  # the command-line flag, when it is a plain one
+    kind: str = "text"  # "number", "choice", "bool", "text", "folder", "source", or "other" (own flag/widget)
+    check: Callable[[str, Any], Any] = lambda name, value: value  # -> the value, or ValueError naming the field
     label: str | None = None  # the settings dialog's row, when the dialog edits it
     lo: float = 0.0
     hi: float = 0.0
     integer: bool = False
     step: float = 1.0
     unit: str = ""
-    choices: tuple[str, ...] = ()
 
 
 def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
@@ -133,8 +131,8 @@ def _host(name: str, value: Any) -> str:
 
 def _field(default: Any, s: Setting) -> Any:
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"setting": s})
-    return field(default=default, metadata={"setting": s})
+        return field(default_factory=lambda: type(default)(default), metadata={"option": s})
+    return field(default=default, metadata={"option": s})
 
 
 def number(
@@ -143,26 +141,31 @@ def number(
 ) -> Any:  # fmt: skip
     integer = isinstance(default, int)
     check = functools.partial(_number, lo=lo, hi=hi, integer=integer)
-    return _field(default, Setting(help, "number", check, flag, label, lo, hi, integer, step, unit))
+    return _field(default, Setting(help, flag, kind="number", check=check, label=label, lo=lo, hi=hi,
+                                   integer=integer, step=step, unit=unit, metavar="N" if integer else "X"))  # fmt: skip
 
 
 def choice(default: str, help: str, choices: tuple[str, ...], flag: str | None = None, label: str | None = None) -> Any:
     check = functools.partial(_choice, choices=choices)
-    return _field(default, Setting(help, "choice", check, flag, label, choices=choices))
+    return _field(default, Setting(help, flag, choices, kind="choice", check=check, label=label))
 
 
 def boolean(default: bool, help: str, flag: str | None = None, label: str | None = None) -> Any:
-    return _field(default, Setting(help, "bool", _bool, flag, label))
+    return _field(default, Setting(help, flag, kind="bool", check=_bool, label=label))
 
 
 def text(default: str, help: str, flag: str | None = None, label: str | None = None, kind: str = "text") -> Any:
     checks = {"text": _string, "folder": _string, "source": _source, "host": _host}
-    return _field(default, Setting(help, "text" if kind == "host" else kind, checks[kind], flag, label))
+    metavar = {"folder": "DIR", "source": "SOURCE"}.get(kind)
+    return _field(
+        default,
+        Setting(help, flag, kind="text" if kind == "host" else kind, check=checks[kind], label=label, metavar=metavar),
+    )
 
 
 def other(default: Any, help: str, check: Callable[[str, Any], Any]) -> Any:
     """A field with its own flag(s) and widget (thresholds, model history, PLC address)."""
-    return _field(default, Setting(help, "other", check))
+    return _field(default, Setting(help, kind="other", check=check))
 
 
 @dataclass
@@ -260,7 +263,7 @@ class StationConfig:
         return dataclasses.asdict(self)
 
 
-SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(StationConfig)}
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["option"] for f in dataclasses.fields(StationConfig)}
 FIELD_HELP: dict[str, str] = {name: s.help for name, s in SETTINGS.items()}
 
 

@@ -7,6 +7,7 @@ folder, bundle.json last: a failed export never leaves a half-written or uncheck
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -34,37 +35,66 @@ from models.bundle import (
     sha256_file,
     write_frames,
 )
+from models.options import option
 from models.part import part_from_dict
 from models.synth.dataset import BOTH_STYLES
 
 ALL_MODELS = list(PREFERENCE)
 
 
+def _models(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in ALL_MODELS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(ALL_MODELS)}")
+    return items
+
+
 @dataclass
 class ExportConfig:
-    checkpoint: str = "models/default/model.safetensors"
-    out: str = "models/default"
-    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))  # onnxruntime/fp32 is always built
-    calib: str | None = None  # folder of frames (labels not needed); None = render calib_n frames
-    calib_n: int = 300
-    calib_seed: int = 7001  # training renders use seed 1, its validation 9001
-    eval: str | None = None  # labelled folder; None = render eval_n frames
-    eval_n: int = 600
-    eval_seed: int = 8001
+    """What `python -m export.quantize` does; each field with a flag is one of its options."""
+
+    checkpoint: str = option("models/default/model.safetensors", "trained checkpoint", "--checkpoint")
+    out: str = option("models/default", "bundle folder to write", "--out")
+    models: list[str] = option(
+        list(ALL_MODELS),
+        "comma-separated subset of " + ",".join(ALL_MODELS) + " (onnxruntime/fp32 is always built)",
+        "--models",
+        parse=_models,
+    )
+    calib: str | None = option(None, "folder of frames to calibrate on (default: render --calib-n)", "--calib")
+    calib_n: int = option(300, "rendered calibration frames", "--calib-n")
+    calib_seed: int = option(7001, "seed of the rendered calibration frames", "--calib-seed")  # training: 1, 9001
+    eval: str | None = option(None, "labelled folder for the accuracy gate (default: render --eval-n)", "--eval")
+    eval_n: int = option(600, "rendered evaluation frames (0 = no accuracy check, needs --no-gate)", "--eval-n")
+    eval_seed: int = option(8001, "seed of the rendered evaluation frames", "--eval-seed")
     styles: str = BOTH_STYLES  # rendered sets mix both styles evenly, like training's validation
     widen: float = 1.3
-    gate: bool = True
-    max_drop: float = 0.5  # accuracy points an INT8 model may lose against its FP32 model
-    max_escape_rise: float = 0.0  # escape-rate points an INT8 model may add
+    gate: bool = option(
+        True,
+        "report the INT8 accuracy but write the bundle even if it fails (parity still must pass)",
+        "--no-gate",
+    )
+    max_drop: float = option(0.5, "accuracy points an INT8 model may lose against its FP32 model", "--max-drop")
+    max_escape_rise: float = option(0.0, "escape-rate points an INT8 model may add", "--max-escape-rise")
     parity_tol: float = 1e-3
     ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
-    ort_calibration: str = "minmax"
-    quantize_stem: bool = True  # INT8 conv stem too (export/int8.py says why); False keeps it float
-    reduce_range: bool = False
-    threads: int = 0  # 0 = all cores
-    workers: int = 2  # rendering processes
+    ort_calibration: str = option(
+        "minmax", "ONNX Runtime calibration method", "--ort-calibration", choices=("minmax", "percentile", "entropy")
+    )
+    quantize_stem: bool = option(
+        True,
+        "keep the conv stem in float in both INT8 models: slower (the stem is ~40% of the float time), for a "
+        "model whose INT8 stem fails the accuracy gate",
+        "--float-stem",
+    )  # export/int8.py says why the stem is INT8 by default
+    reduce_range: bool = option(
+        False, "7-bit ORT weights, for target CPUs without VNNI (avoids u8*s8 saturation)", "--reduce-range"
+    )
+    threads: int = option(0, "threads for torch and inference (0: all cores)", "--threads")
+    workers: int = option(2, "rendering processes", "--workers")
     selfcheck_n: int = 24  # frames the station times and cross-checks its models on (0: none)
-    name: str | None = None  # bundle name; default: the training run's name
+    name: str | None = option(None, "bundle name shown at the station (default: the training run's)", "--name")
 
 
 class ExportError(RuntimeError):

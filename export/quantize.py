@@ -30,20 +30,12 @@ import argparse
 import os
 import sys
 
-from export.build import ALL_MODELS, ExportConfig, ExportError, GateFailed, build_bundle
+from export.build import ExportConfig, ExportError, GateFailed, build_bundle
+from models.options import add_flags, from_args
 from models.part import PartSpecError
 
 
-def _models(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in ALL_MODELS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(ALL_MODELS)}")
-    return items
-
-
 def main(argv: list[str] | None = None) -> int:
-    d = ExportConfig()
     ap = argparse.ArgumentParser(
         prog="python -m export.quantize",
         description="Export a checkpoint to FP32/INT8 ONNX and OpenVINO IR, check parity and INT8 accuracy, "
@@ -51,79 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    ap.add_argument("--checkpoint", default=d.checkpoint, help="trained checkpoint (default: %(default)s)")
-    ap.add_argument("--out", default=d.out, help="bundle folder to write (default: %(default)s)")
-    ap.add_argument(
-        "--models",
-        type=_models,
-        default=d.models,
-        help="comma-separated subset of " + ",".join(ALL_MODELS) + " (onnxruntime/fp32 is always built)",
-    )
-    ap.add_argument("--calib", default=None, help="folder of frames to calibrate on (default: render --calib-n)")
-    ap.add_argument("--calib-n", type=int, default=d.calib_n, help="rendered calibration frames (default: %(default)s)")
-    ap.add_argument("--calib-seed", type=int, default=d.calib_seed)
-    ap.add_argument("--eval", default=None, help="labelled folder for the accuracy gate (default: render --eval-n)")
-    ap.add_argument(
-        "--eval-n",
-        type=int,
-        default=d.eval_n,
-        help="rendered evaluation frames (default: %(default)s; 0 = no accuracy check, needs --no-gate)",
-    )
-    ap.add_argument("--eval-seed", type=int, default=d.eval_seed)
-    ap.add_argument(
-        "--max-drop",
-        type=float,
-        default=d.max_drop,
-        help="accuracy points INT8 may lose against FP32 (default: %(default)s)",
-    )
-    ap.add_argument(
-        "--max-escape-rise",
-        type=float,
-        default=d.max_escape_rise,
-        help="escape-rate points INT8 may add (default: %(default)s)",
-    )
-    ap.add_argument(
-        "--no-gate",
-        action="store_true",
-        help="report the INT8 accuracy but write the bundle even if it fails (parity still must pass)",
-    )
-    ap.add_argument("--ort-calibration", choices=["minmax", "percentile", "entropy"], default=d.ort_calibration)
-    ap.add_argument(
-        "--float-stem",
-        action="store_true",
-        help="keep the conv stem in float in both INT8 models: slower (the stem is ~40%% of the float time), "
-        "for a model whose INT8 stem fails the accuracy gate",
-    )
-    ap.add_argument(
-        "--reduce-range",
-        action="store_true",
-        help="7-bit ORT weights, for target CPUs without VNNI (avoids u8*s8 saturation)",
-    )
-    ap.add_argument("--name", default=None, help="bundle name shown at the station (default: the training run's)")
-    ap.add_argument("--threads", type=int, default=0, help="threads for torch and inference (default: all cores)")
-    ap.add_argument("--workers", type=int, default=d.workers, help="rendering processes (default: %(default)s)")
+    add_flags(ap, ExportConfig)
     ap.add_argument("--quiet", action="store_true", help="no progress bars (step lines are still printed)")
     args = ap.parse_args(argv)
-    cfg = ExportConfig(
-        checkpoint=args.checkpoint,
-        out=args.out,
-        models=args.models,
-        calib=args.calib,
-        calib_n=args.calib_n,
-        calib_seed=args.calib_seed,
-        eval=args.eval,
-        eval_n=args.eval_n,
-        eval_seed=args.eval_seed,
-        gate=not args.no_gate,
-        max_drop=args.max_drop,
-        max_escape_rise=args.max_escape_rise,
-        ort_calibration=args.ort_calibration,
-        reduce_range=args.reduce_range,
-        quantize_stem=not args.float_stem,
-        threads=args.threads,
-        workers=args.workers,
-        name=args.name,
-    )
+    cfg = from_args(ExportConfig, args)
     try:
         build_bundle(cfg, progress=not args.quiet)
     except GateFailed as e:

@@ -23,3 +23,23 @@ def test_missing_checkpoint_is_one_line_exit_2(tmp_path, capsys):
 def test_same_calibration_and_evaluation_seed_is_refused(tmp_path, capsys):
     assert main(["--checkpoint", "x", "--calib-seed", "5", "--eval-seed", "5"]) == 2
     assert "differ" in capsys.readouterr().err
+
+
+def test_every_flag_sets_its_config_field(monkeypatch):
+    """The flags are made from ExportConfig's fields: each one reaches build_bundle's config."""
+    import export.quantize as q
+    from export.build import ExportConfig
+
+    seen = []
+    monkeypatch.setattr(q, "build_bundle", lambda cfg, progress: seen.append(cfg))
+    argv = ["--checkpoint", "c.safetensors", "--out", "b", "--models", "onnxruntime/fp32,openvino/fp32"]
+    argv += ["--calib-n", "10", "--eval-n", "20", "--eval-seed", "3", "--no-gate", "--float-stem"]
+    argv += ["--reduce-range", "--max-drop", "1.5", "--ort-calibration", "entropy", "--name", "line 4"]
+    assert main(argv) == 0
+    want = ExportConfig(
+        checkpoint="c.safetensors", out="b", models=["onnxruntime/fp32", "openvino/fp32"], calib_n=10, eval_n=20,
+        eval_seed=3, gate=False, quantize_stem=False, reduce_range=True, max_drop=1.5, ort_calibration="entropy",
+        name="line 4",
+    )  # fmt: skip
+    assert seen == [want]
+    assert main([]) == 0 and seen[-1] == ExportConfig()
