@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: no Blender row in the card: {e}", file=sys.stderr)
         else:
             r = evaluate(shipped, folder, folder / "preds.csv", progress=False)
-            what = "the Blender renderer (path traced, training/blender): never seen in training, PART.md's ranges"
+            seen = blender_frames(spec)
+            what = "the Blender renderer (path traced, training/blender), PART.md's ranges: " + (
+                f"fresh seed; training saw {seen[0]} other Blender frames" if seen else "never seen in training"
+            )
             settings = datasets.get("blender-test").settings(args.blender_n)
             results["blender-test"] = {"what": what, "settings": settings, **r["metrics"]}
             print(f"blender-test: {_fmt(r['metrics'])}")
@@ -93,6 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         print(f"note: {stale}", file=sys.stderr)
     return 0
+
+
+def blender_frames(spec: dict[str, Any]) -> tuple[int, str] | None:
+    """(frames, folder) of Blender-rendered frames the run trained on, or None when it saw none."""
+    info = spec.get("data", {})
+    for key in ("train", "mix"):
+        folder = info.get(key)
+        try:
+            ds = json.loads((Path(folder) / "dataset.json").read_text()) if folder else {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        if ds.get("generator") == "blender":
+            return int(ds.get("n", 0)), str(folder)
+    return None
 
 
 def stale_bundle(dest: Path, checkpoint: Path) -> str | None:
@@ -124,19 +141,48 @@ def _stages(spec: dict[str, Any], summary: dict[str, Any], first: dict[str, Any]
     n = len(stages) + 1
     what = f"Stage {n}" if n > 1 else "Training"
     origin = f", from {tc['init_from']}" if tc.get("init_from") else ""
+    seen = blender_frames(spec)
+    blender = f" + {seen[0]} Blender frames (`{Path(seen[1]).name}`)" if seen else ""
     stages.append(
         f"* {what} (`{tc['name']}`{origin}): "
-        f"{spec['epochs_run']} epochs on {tc['data']['n']} renders (seed {tc['data']['seed']}), lr {tc['lr']}, "
+        f"{spec['epochs_run']} epochs on {tc['data']['n']} renders (seed {tc['data']['seed']}){blender}, "
+        f"lr {tc['lr']}, "
         f"{summary.get('elapsed_s', spec.get('train_seconds', 0)) / 60:.1f} min (rendering "
         f"{summary.get('data_s', 0):.0f} s of it), peak memory {summary.get('peak_rss_mb', 'n/a')} MB."
     )
     return stages
 
 
+def _reproduce(spec: dict[str, Any]) -> list[str]:
+    """The commands that remake this model, from its own config."""
+    tc = spec["train_config"]
+    if not tc.get("init_from"):
+        return [
+            "python -m training.train                      # the default recipe -> runs/default/",
+            "python -m training.ship                       # -> models/default/ + this card",
+        ]
+    sets = [f"name={tc['name']}", f"data.n={tc['data']['n']}", f"epochs={tc['epochs']}", f"lr={tc['lr']}"]
+    lines = [f"# stage 1 made {tc['init_from']} (python -m training.train); stage 2 starts from it"]
+    seen = blender_frames(spec)
+    if seen:
+        sets.append(f"data.mix_folder={seen[1]}")
+        lines.append(
+            f"# the Blender frames: .venv-blender/bin/python -m training.blender --out {seen[1]} "
+            f"--n {seen[0]} --seed {datasets.get('blender-train').seed}   (~3-4 s a frame on 2 cores)"
+        )
+    lines += [
+        f"python -m training.train --preset continue --set init_from={tc['init_from']} "
+        + " ".join(f"--set {x}" for x in sets),
+        f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
+    ]
+    return lines
+
+
 def write_card(
     path: Path, spec: dict[str, Any], results: dict[str, Any], run: Path, first: dict[str, Any] | None = None
 ) -> None:
     tc = spec["train_config"]
+    base = first["train_config"] if first is not None else tc  # the stage trained from random weights
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     lines = [
         "# Model card: the default pin-defect model",
@@ -148,10 +194,10 @@ def write_card(
         f"* Outputs: scores (BENDNG, NUKENG, OK), the defective pin (1-27) and a "
         f"{spec['input']['height'] // spec['input']['patch']}x{spec['input']['width'] // spec['input']['patch']} "
         "defect heatmap. Thresholds: " + json.dumps(spec["thresholds"]) + ".",
-        f"* Trained from random weights (no pretrained weights exist here) on {tc['data']['n']} renders "
-        f"(seed {tc['data']['seed']}, styles {tc['data']['styles']}, widen {tc['data']['widen']}, up to "
-        f"{tc['data']['max_defects']} defective pins per defective render), batch {tc['batch_size']}, AdamW with "
-        f"warmup and cosine decay, mixed precision {tc.get('amp', 'off')}; supervision: {tc['supervision']} "
+        f"* Trained from random weights (no pretrained weights exist here) on {base['data']['n']} renders "
+        f"(seed {base['data']['seed']}, styles {base['data']['styles']}, widen {base['data']['widen']}, up to "
+        f"{base['data']['max_defects']} defective pins per defective render), batch {base['batch_size']}, AdamW "
+        f"with warmup and cosine decay, mixed precision {base.get('amp', 'off')}; supervision: {base['supervision']} "
         "(per-token defect map + pin map from the "
         "generator's ground truth).",
         *_stages(spec, summary, first),
@@ -161,18 +207,7 @@ def write_card(
         "## Reproduce",
         "",
         "```bash",
-        *(
-            [
-                f"# stage 1 made {tc['init_from']}; stage 2 starts from it (see its config.json)",
-                f"python -m training.train --preset continue --set init_from={tc['init_from']}",
-                f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
-            ]
-            if tc.get("init_from")
-            else [
-                "python -m training.train                      # the default recipe -> runs/default/",
-                "python -m training.ship                       # -> models/default/ + this card",
-            ]
-        ),
+        *_reproduce(spec),
         "python -m export.quantize                     # -> the INT8 / FP32 bundle in models/default/",
         "```",
         "",

@@ -38,3 +38,26 @@ def test_a_bundle_exported_from_another_checkpoint_is_called_stale(tmp_path):
     assert msg and "bundle.json" in msg and "export.quantize" in msg
     bundle.write_text(json.dumps({"source": {"sha256": hashlib.sha256(b"new weights").hexdigest()}}))
     assert stale_bundle(tmp_path, ckpt) is None
+
+
+def test_a_run_with_blender_frames_says_so_and_how_to_remake_it(tmp_path):
+    """A model that trained on Blender frames must not call the Blender test set unseen, and its
+    card's commands must remake it (the renders, the Blender frames, the same settings)."""
+    from training.ship import _reproduce, blender_frames
+
+    blender = tmp_path / "blender-train-x-757575-1000"
+    blender.mkdir()
+    (blender / "dataset.json").write_text(json.dumps({"generator": "blender", "n": 1000}))
+    procedural = tmp_path / "synth"
+    procedural.mkdir()
+    (procedural / "dataset.json").write_text(json.dumps({"generator": "pininspect-synth", "n": 3000}))
+    spec = _spec("mix1000", 5, 2, "models/default/model.safetensors")
+    spec["train_config"]["epochs"] = 5
+    assert blender_frames({**spec, "data": {"train": str(procedural)}}) is None
+    spec["data"] = {"train": str(procedural), "mix": str(blender)}
+    assert blender_frames(spec) == (1000, str(blender))
+    stage = _stages(spec, {}, _spec("default", 10, 1))[1]
+    assert "7000 renders (seed 2) + 1000 Blender frames (`blender-train-x-757575-1000`)" in stage
+    cmds = "\n".join(_reproduce(spec))
+    assert f"--set data.mix_folder={blender}" in cmds and "--set data.n=7000 --set epochs=5 --set lr=0.001" in cmds
+    assert f"-m training.blender --out {blender} --n 1000 --seed 757575" in cmds
