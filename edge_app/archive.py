@@ -272,7 +272,7 @@ class Archive:
         self,
         root: Path | str,
         on_state: Callable[[str], None] | None = None,
-        n_pins: int = 27,
+        n_pins: int | None = 27,  # the part's; None: unknown (any pin from 1 is taken)
         max_pending: int = 32,
         min_free_bytes: int = MIN_FREE_BYTES,
         keep: KeepPolicy | None = None,
@@ -724,8 +724,8 @@ class Archive:
             raise ArchiveError(f"label must be one of {', '.join(CLASSES)}, got {label!r}")
         if label == "OK" and pin != 0:
             raise ArchiveError("an OK part has no defective pin (pin 0)")
-        if label != "OK" and not 1 <= pin <= self.n_pins:
-            raise ArchiveError(f"a {label} needs its pin, 1..{self.n_pins}")
+        if label != "OK" and not 1 <= pin <= (self.n_pins or pin):
+            raise ArchiveError(f"a {label} needs its pin, 1..{self.n_pins or 'n'}")
 
     def relabel(self, file: str, label: str, pin: int, click: tuple[float, float] | None = None) -> None:
         """Record a person's label for an archived image (and, when they clicked the pin on the
@@ -855,6 +855,17 @@ def nominal_pins(part: str = "default") -> np.ndarray:
         for _ in range(32)
     ]
     return np.mean(tips, axis=0)
+
+
+def part_pins(part: str) -> int | None:
+    """How many pins the station's part has (for checking reviews); None when the part file does
+    not load (the model load then says why)."""
+    from models.part import PartSpecError, load_part
+
+    try:
+        return load_part(part).n_pins
+    except (PartSpecError, OSError, ValueError):
+        return None
 
 
 def pin_at(

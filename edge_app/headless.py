@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from edge_app.archive import Archive, KeepPolicy
+from edge_app.archive import Archive, KeepPolicy, part_pins
 from edge_app.pipeline import (
     ModelHolder,
     ModelState,
@@ -147,9 +147,10 @@ def run(
             return 2, {}
         print(f"plc: serving {plc.describe()}", file=err)
         on_plc(plc)
-    archive = Archive(cfg.archive_path(), on_state=plc.on_archive if plc else None) if cfg.archive_enabled else None
-    if archive is not None:
-        archive.keep = KeepPolicy.of(cfg)  # every NG frame, and the OK and borderline samples it sets
+    archive = None
+    if cfg.archive_enabled:  # every NG frame, and the OK and borderline samples KeepPolicy sets
+        on_state = plc.on_archive if plc else None
+        archive = Archive(cfg.archive_path(), on_state=on_state, keep=KeepPolicy.of(cfg), n_pins=part_pins(cfg.part))
     lock = threading.Lock()
 
     def write(rec: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from edge_app.archive import Archive, KeepPolicy
+from edge_app.archive import Archive, KeepPolicy, part_pins
 from edge_app.pipeline import (
     ModelHolder,
     Pipeline,
@@ -61,7 +61,9 @@ class Station:
 
     def _make_archive(self, cfg: StationConfig) -> Archive | None:
         keep = KeepPolicy.of(cfg)
-        return Archive(cfg.archive_path(), keep=keep, on_state=self._archive_state) if cfg.archive_enabled else None
+        if not cfg.archive_enabled:
+            return None
+        return Archive(cfg.archive_path(), keep=keep, on_state=self._archive_state, n_pins=part_pins(cfg.part))
 
     def _archive_state(self, msg: str) -> None:
         if self.plc is not None:
