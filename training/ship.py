@@ -183,15 +183,18 @@ def write_card(
 ) -> None:
     tc = spec["train_config"]
     base = first["train_config"] if first is not None else tc  # the stage trained from random weights
+    n_pins = spec["part"]["rows"] * spec["part"]["cols"]
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     lines = [
         "# Model card: the default pin-defect model",
         "",
-        f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`), PART.md's 3 x 9 connector.",
+        f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`), a "
+        f"{spec['part']['rows']} x {spec['part']['cols']} connector ({spec['part'].get('description', '')}).",
         f"* Architecture: `{spec['model_name']}` (timm-registered PinViT): {json.dumps(spec['model_config'])}.",
-        f"* Input: crop {spec['input']['crop']} of the 640x480 frame, resized to "
+        f"* Input: crop {spec['input']['crop']} of the {spec['input']['frame_width']}x{spec['input']['frame_height']} "
+        "frame, resized to "
         f"{spec['input']['width']}x{spec['input']['height']}, mean/std {spec['input']['mean']}/{spec['input']['std']}.",
-        f"* Outputs: scores (BENDNG, NUKENG, OK), the defective pin (1-27) and a "
+        f"* Outputs: scores (BENDNG, NUKENG, OK), the defective pin (1-{n_pins}) and a "
         f"{spec['input']['height'] // spec['input']['patch']}x{spec['input']['width'] // spec['input']['patch']} "
         "defect heatmap. Thresholds: " + json.dumps(spec["thresholds"]) + ".",
         f"* Trained from random weights (no pretrained weights exist here) on {base['data']['n']} renders "
