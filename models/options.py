@@ -27,6 +27,7 @@ class Option:
     choices: tuple[str, ...] = ()
     parse: Callable[[str], Any] | None = None  # str -> value; default: the default's type
     metavar: str | None = None
+    show_default: bool = True  # append "(default: ...)" to the help
 
 
 def option(
@@ -36,9 +37,11 @@ def option(
     choices: tuple[str, ...] = (),
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
+    show_default: bool = True,
 ) -> Any:
-    """A dataclass field whose default is `default` and whose flag is `flag` (None: no flag)."""
-    meta = {"option": Option(help, flag, choices, parse, metavar)}
+    """A dataclass field whose default is `default` and whose flag is `flag` (None: no flag).
+    `parse` may raise ValueError or RuntimeError: argparse then names the flag and the message."""
+    meta = {"option": Option(help, flag, choices, parse, metavar, show_default)}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -61,7 +64,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only_given: bool = Fal
     for name, (opt, default) in options(cls).items():
         if not opt.flag:
             continue
-        shown = "" if only_given or default in (None, "", [], {}) else " (default: %(default)s)"
+        quiet = only_given or not opt.show_default or default is None or default in ("", [], {})
+        shown = "" if quiet else " (default: %(default)s)"
         if isinstance(default, bool):
             parser.add_argument(
                 opt.flag,
@@ -72,7 +76,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only_given: bool = Fal
                 help=opt.help.replace("%", "%%"),
             )
             continue
-        kind = opt.parse or (type(default) if default is not None else str)
+        kind = _typed(opt.parse) if opt.parse else (type(default) if default is not None else str)
         parser.add_argument(
             opt.flag,
             dest=name,
@@ -80,13 +84,25 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, only_given: bool = Fal
             choices=opt.choices or None,
             default=None if only_given else default,
             metavar=opt.metavar,
-            help=opt.help.replace("%", "%%") + shown.replace("%(default)s", _shown(default)),
+            help=opt.help.replace("%", "%%")
+            + (shown.replace("%(default)s", _shown(default)) if isinstance(default, list) else shown),
         )
 
 
-def _shown(default: Any) -> str:
-    text = ",".join(map(str, default)) if isinstance(default, list) else str(default)
-    return text.replace("%", "%%")
+def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` with its errors as argparse's (a one-line usage error, not a traceback)."""
+
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except (ValueError, RuntimeError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return typed
+
+
+def _shown(default: list[Any]) -> str:
+    return ",".join(map(str, default)).replace("%", "%%")
 
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:

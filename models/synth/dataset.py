@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from models.options import option
 from models.part import PartSpec
 from models.synth.render import STYLES, ground_truth, render, sample_params
 
@@ -49,17 +50,51 @@ class SynthError(RuntimeError):
 
 @dataclass(frozen=True)
 class SynthConfig:
-    n: int = 300
-    seed: int = 0
-    classes: tuple[str, ...] = ("BENDNG", "NUKENG", "OK")  # classes to draw, balanced
-    defect_columns: tuple[int, ...] | None = None  # 1-based; None = every column
-    styles: tuple[tuple[str, float], ...] = (("photo", 0.7), ("flat", 0.3))
-    widen: float = 1.3  # camera ranges stretched beyond PART.md's (1.0 = exactly PART.md)
-    workers: int = 1
-    png: str = "fast"  # "fast" or "small", see PNG_PARAMS
-    max_defects: int = 1  # >1: defective images get up to this many bad pins (a training aid)
-    away_bends: float = 0.0  # share of bends drawn small and leaning away from the camera (a training aid)
-    vary: float = 0.0  # 0..1: randomize pin width, holes, tips, highlights, shadows (render.py: _look_params)
+    """What a rendered data set is; each field with a flag is an option of `python -m training.synth`."""
+
+    n: int = option(300, "number of images (classes balanced)", "--n")
+    seed: int = option(0, "same seed, same files", "--seed")
+    classes: tuple[str, ...] = option(
+        ("BENDNG", "NUKENG", "OK"), "classes to draw, balanced (default all three)", "--classes",
+        parse=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()), show_default=False,
+    )  # fmt: skip
+    defect_columns: tuple[int, ...] | None = option(
+        None, "columns (1 = left) where defects may appear, e.g. 1,2,3,5,6,8,9 (default every column)",
+        "--defect-columns", parse=lambda t: parse_columns(t),
+    )  # fmt: skip
+    styles: tuple[tuple[str, float], ...] = option(
+        (("photo", 0.7), ("flat", 0.3)), "rendering styles and their ratio (default photo=0.7,flat=0.3)", "--styles",
+        parse=lambda t: parse_styles(t), show_default=False,
+    )  # fmt: skip
+    widen: float = option(
+        1.3, "stretch the part's camera ranges (light, pose, blur, noise...) by this factor, 1..3; 1 = PART.md",
+        "--widen",
+    )  # fmt: skip
+    workers: int = option(1, "parallel processes", "--workers")
+    png: str = option(
+        "fast", "fast: uncompressed PNG (0.9 MB/frame, quickest); small: ~half the size, ~40% slower", "--png",
+        choices=("fast", "small"),
+    )  # fmt: skip
+    max_defects: int = option(
+        1, "training aid: defective images get 1..K bad pins (labels.csv names the first; meta.jsonl lists all); "
+        "1 is PART.md's classes", "--max-defects",
+    )  # fmt: skip
+    away_bends: float = option(
+        0.0, "training aid: this share (0..1) of bent pins is bent by the lower third of the part's range (8-14 "
+        "degrees for PART.md) and away from the camera, the bend one oblique view shows least", "--away-bends",
+    )  # fmt: skip
+    vary: float = option(
+        0.0, "0..1: randomize what PART.md leaves open (pin width as drawn, hole size and rim, tip, highlights, "
+        "pin shadows, housing margin and sheen; render.py: _look_params); 1 = full spread", "--vary",
+    )  # fmt: skip
+
+
+def parse_columns(text: str) -> tuple[int, ...]:
+    """'1,2,3' -> (1, 2, 3)."""
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise SynthError(f"--defect-columns: expected column numbers like 1,2,3, got {text!r}") from None
 
 
 def parse_styles(text: str) -> tuple[tuple[str, float], ...]:
@@ -201,6 +236,17 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         raise SynthError(f"--seed must be 0 or more, got {cfg.seed}")
     if not cfg.classes:
         raise SynthError(f"--classes: name at least one of {', '.join(spec.classes)}")
+    if not 1 <= cfg.max_defects <= spec.n_pins:
+        raise SynthError(f"--max-defects {cfg.max_defects}: use 1..{spec.n_pins}")
+    for name, value, lo, hi in (
+        ("away-bends", cfg.away_bends, 0, 1),
+        ("vary", cfg.vary, 0, 1),
+        ("widen", cfg.widen, 1, 3),
+    ):
+        if not lo <= value <= hi:  # also refuses NaN
+            raise SynthError(f"--{name} {value}: use a value between {lo} and {hi}")
+    if cfg.workers < 1:
+        raise SynthError(f"--workers {cfg.workers}: use 1 or more")
     out = Path(out)
     if (out / "labels.csv").exists() and not overwrite:
         raise SynthError(f"{out} already holds a data set (labels.csv); choose another --out or pass --overwrite")

@@ -15,16 +15,10 @@ from pathlib import Path
 import cv2
 
 from models.labels import LabelsError, check_writable
+from models.options import add_flags, from_args
 from models.part import PartSpecError, load_part
-from models.synth.dataset import SynthConfig, SynthError, generate, parse_styles, read_meta
+from models.synth.dataset import SynthConfig, SynthError, generate, read_meta
 from training.synth.sheet import contact_sheet
-
-
-def _columns(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(c) for c in text.split(",") if c.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated column numbers like 1,2,3, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,75 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--part", default="default", help="part name (models/parts/NAME.json) or path to a part JSON file")
     ap.add_argument("--out", type=Path, required=True, help="output folder")
-    ap.add_argument("--n", type=int, default=300, help="number of images (classes balanced)")
-    ap.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    ap.add_argument(
-        "--defect-columns",
-        type=_columns,
-        default=None,
-        help="columns (1 = left) where defects may appear, e.g. 1,2,3,5,6,8,9",
-    )
-    ap.add_argument("--classes", default="BENDNG,NUKENG,OK", help="classes to draw, balanced (default all three)")
-    ap.add_argument("--styles", default="photo=0.7,flat=0.3", help="rendering styles and their ratio")
-    ap.add_argument(
-        "--widen",
-        type=float,
-        default=1.3,
-        help="stretch the part's camera ranges (light, pose, blur, noise...) by this factor; 1 = PART.md",
-    )
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes")
-    ap.add_argument(
-        "--png",
-        choices=["fast", "small"],
-        default="fast",
-        help="fast: uncompressed PNG (0.9 MB/frame, quickest); small: ~half the size, ~40%% slower",
-    )
-    ap.add_argument(
-        "--max-defects",
-        type=int,
-        default=1,
-        help="training aid: defective images get 1..K bad pins (labels.csv names the first; "
-        "meta.jsonl lists all). Default 1, as PART.md defines the classes",
-    )
-    ap.add_argument(
-        "--away-bends",
-        type=float,
-        default=0.0,
-        help="training aid: this share (0..1) of bent pins is bent by the lower third of the part's range "
-        "(8-14 degrees for PART.md) and away from the camera, the bend one oblique view shows least. Default 0",
-    )
-    ap.add_argument(
-        "--vary",
-        type=float,
-        default=0.0,
-        help="0..1: randomize what PART.md leaves open (pin width as drawn, hole size and rim, tip, "
-        "highlights, pin shadows, housing margin and sheen); 1 = full spread. Default 0",
-    )
+    add_flags(ap, SynthConfig)
+    ap.set_defaults(workers=min(2, os.cpu_count() or 1))
     ap.add_argument("--sheet", type=Path, default=None, help="also write a contact sheet PNG of the first images")
     ap.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         spec = load_part(args.part)
-        if not 0 <= args.away_bends <= 1:
-            raise SynthError(f"--away-bends {args.away_bends}: use a share between 0 and 1")
-        if not 0 <= args.vary <= 1:
-            raise SynthError(f"--vary {args.vary}: use a value between 0 and 1")
-        if not 0.5 <= args.widen <= 3:
-            raise SynthError(f"--widen {args.widen}: use a value between 1 (PART.md) and 3")
-        cfg = SynthConfig(
-            n=args.n,
-            seed=args.seed,
-            classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
-            defect_columns=args.defect_columns,
-            styles=parse_styles(args.styles),
-            widen=max(1.0, args.widen),
-            workers=max(1, args.workers),
-            png=args.png,
-            max_defects=max(1, args.max_defects),
-            away_bends=args.away_bends,
-            vary=args.vary,
-        )
+        cfg = from_args(SynthConfig, args)
         if args.sheet:  # before the rendering, not after it
             check_writable(args.sheet)
         labels = generate(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
