@@ -114,104 +114,72 @@ def _done(t0: float, extra: str = "") -> None:
     print(f"      done in {time.perf_counter() - t0:.1f}s{(' - ' + extra) if extra else ''}", flush=True)
 
 
+class _Steps:
+    """The numbered step lines ("[3/8] FP32 ONNX ...") and their timings."""
+
+    def __init__(self, total: int):
+        self.total, self.i, self.t = total, 0, 0.0
+
+    def start(self, text: str) -> None:
+        self.i += 1
+        self.t = _step(self.i, self.total, text)
+
+    def done(self, extra: str = "") -> None:
+        _done(self.t, extra)
+
+
+def _models_to_build(cfg: ExportConfig) -> list[str]:
+    """The bundle's models, in preference order; ExportError for a request that cannot work."""
+    unknown = [m for m in cfg.models if m not in ALL_MODELS]
+    if unknown:
+        raise ExportError(f"--models: unknown {', '.join(unknown)} (known: {', '.join(ALL_MODELS)})")
+    if cfg.calib is None and cfg.eval is None and cfg.calib_seed == cfg.eval_seed:
+        raise ExportError("--calib-seed and --eval-seed must differ: the gate needs frames calibration never saw")
+    if cfg.gate and cfg.eval_n <= 0 and cfg.eval is None:
+        raise ExportError("the INT8 gate needs an evaluation set: give --eval-n > 0 or --eval DIR, or --no-gate")
+    return [k for k in ALL_MODELS if k in set(cfg.models) | {"onnxruntime/fp32"}]
+
+
 def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
     """Run the whole export; returns the bundle description written (or raises ExportError)."""
     import torch
 
     from models.checkpoint import CheckpointError, load_checkpoint
+    from models.preprocess import InputSpec
 
-    unknown = [m for m in cfg.models if m not in ALL_MODELS]
-    if unknown:
-        raise ExportError(f"--models: unknown {', '.join(unknown)} (known: {', '.join(ALL_MODELS)})")
-    keys = [k for k in ALL_MODELS if k in set(cfg.models) | {"onnxruntime/fp32"}]
-    if cfg.calib is None and cfg.eval is None and cfg.calib_seed == cfg.eval_seed:
-        raise ExportError("--calib-seed and --eval-seed must differ: the gate needs frames calibration never saw")
-    if cfg.gate and cfg.eval_n <= 0 and cfg.eval is None:
-        raise ExportError("the INT8 gate needs an evaluation set: give --eval-n > 0 or --eval DIR, or --no-gate")
+    keys = _models_to_build(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    threads = cfg.threads or None
-    steps = 4 + len(keys)
+    steps = _Steps(4 + len(keys))
     t_all = time.perf_counter()
 
-    t = _step(1, steps, f"loading {cfg.checkpoint}")
+    steps.start(f"loading {cfg.checkpoint}")
     try:
         model, spec = load_checkpoint(Path(cfg.checkpoint))
     except CheckpointError as e:
         raise ExportError(str(e)) from None
-    from models.preprocess import InputSpec
-
     ispec = InputSpec.from_dict(spec["input"])
     part = part_from_dict(spec["part"], source=f"{cfg.checkpoint} (part)")
     name = cfg.name or spec.get("train_config", {}).get("name") or Path(cfg.checkpoint).parent.name
     source = {"checkpoint": Path(cfg.checkpoint).name, "sha256": sha256_file(Path(cfg.checkpoint))}
     desc = describe(spec, name, source)
-    _done(t, f"{spec['model_name']}, part {part.name}, trained {spec.get('epochs_run', '?')} epochs")
+    steps.done(f"{spec['model_name']}, part {part.name}, trained {spec.get('epochs_run', '?')} epochs")
 
     with tempfile.TemporaryDirectory(prefix="pininspect-export-") as tmp:
         tmpd = Path(tmp)
         stage = tmpd / "bundle"
         stage.mkdir()
 
-        t = _step(2, steps, "calibration and evaluation frames")
+        steps.start("calibration and evaluation frames")
         calib = _frames(cfg.calib, cfg.calib_n, cfg.calib_seed, "calibration", part, ispec, cfg, tmpd, progress)
         ev_frames = None
         if cfg.eval is not None or cfg.eval_n > 0:
             ev_frames = _frames(cfg.eval, cfg.eval_n, cfg.eval_seed, "evaluation", part, ispec, cfg, tmpd, progress)
         if len(calib) < 300:
             print(f"      note: {len(calib)} calibration frames; 300 or more are recommended for a release", flush=True)
-        _done(t, f"{len(calib)} calibration, {len(ev_frames) if ev_frames else 0} evaluation frames")
+        steps.done(f"{len(calib)} calibration, {len(ev_frames) if ev_frames else 0} evaluation frames")
 
-        files: dict[str, list[Path]] = {}
-        i = 3
-        t = _step(i, steps, "FP32 ONNX (dynamic batch)")
-        fp32 = stage / MODEL_FILES["onnxruntime/fp32"][0]
-        export_onnx(model, fp32, (ispec.height, ispec.width), {**desc, "model": "onnxruntime/fp32"})
-        files["onnxruntime/fp32"] = [fp32]
-        _done(t, _size(fp32))
-
-        if "onnxruntime/int8" in keys:
-            i += 1
-            ops = tuple(cfg.ort_ops) + (("Conv",) if cfg.quantize_stem and "Conv" not in cfg.ort_ops else ())
-            t = _step(
-                i,
-                steps,
-                f"INT8 ONNX: static QDQ on {'/'.join(ops)} weights, per channel, "
-                f"{cfg.ort_calibration} calibration on {len(calib)} frames",
-            )
-            out = stage / MODEL_FILES["onnxruntime/int8"][0]
-            quantize_onnx(
-                fp32,
-                out,
-                lambda: calib.batches(8),
-                {**desc, "model": "onnxruntime/int8"},
-                ops,
-                cfg.ort_calibration,
-                cfg.reduce_range,
-            )
-            files["onnxruntime/int8"] = [out]
-            _done(t, _size(out))
-
-        ov_model: Any = to_openvino(fp32) if "openvino/fp32" in keys or "openvino/int8" in keys else None
-        if "openvino/fp32" in keys:
-            i += 1
-            t = _step(i, steps, "OpenVINO IR FP32")
-            xml = stage / MODEL_FILES["openvino/fp32"][0]
-            save_openvino(ov_model.clone(), xml, {**desc, "model": "openvino/fp32"})
-            files["openvino/fp32"] = [xml, xml.with_suffix(".bin")]
-            _done(t, _size(xml.with_suffix(".bin")))
-        if "openvino/int8" in keys:
-            i += 1
-            stem = "conv stem quantized, heads float" if cfg.quantize_stem else "conv stem and heads float"
-            t = _step(i, steps, f"OpenVINO IR INT8: NNCF, transformer model type, {stem}, {len(calib)} frames")
-            q = quantize_openvino(
-                ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), cfg.quantize_stem, progress
-            )
-            xml = stage / MODEL_FILES["openvino/int8"][0]
-            save_openvino(q, xml, {**desc, "model": "openvino/int8"})
-            files["openvino/int8"] = [xml, xml.with_suffix(".bin")]
-            _done(t, _size(xml.with_suffix(".bin")))
-
+        files = _export_models(model, cfg, keys, calib, stage, desc, ispec, steps, progress)
         info = {
             **desc,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -228,60 +196,99 @@ def build_bundle(cfg: ExportConfig, progress: bool = True) -> dict[str, Any]:
             )
             info["selfcheck"]["source"] = src.name
         _write_json(stage / BUNDLE_FILE, info)
-
-        i += 1
-        t = _step(i, steps, "parity (torch vs ONNX Runtime / OpenVINO FP32) and accuracy, through models.runtime")
-        check_set = ev_frames if ev_frames is not None else calib.subset(0, 32)  # parity only
-        ev = evaluate(
-            stage, keys, check_set, desc["thresholds"], torch_model=model, expected_part=part, threads=threads
-        )
-        _done(t)
-        print(
-            format_table(
-                ev,
-                f"\n{check_set.name} set: {len(check_set)} frames"
-                + (f" (rendered, seed {cfg.eval_seed})" if check_set.name == "evaluation" and cfg.eval is None else ""),
-            ),
-            flush=True,
-        )
-        print(
-            "parity vs torch (max |diff| over scores, pins, heatmap): "
-            + ", ".join(f"{k} {d:.1e}" for k, d in ev.parity.items()),
-            flush=True,
-        )
-
-        i += 1
-        t = _step(i, steps, "gate")
-        broken = parity_problems(ev, cfg.parity_tol)
-        for p in broken:
-            print(f"      FAIL {p}", flush=True)
-        if broken:  # never written, --no-gate or not: the models do not compute what the checkpoint does
-            raise GateFailed(f"parity failed: the exported models disagree with torch; {cfg.out} was not changed")
-        problems = accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise) if ev_frames is not None else []
-        info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
-        info["gate"] = {
-            "enabled": cfg.gate and ev_frames is not None,
-            "passed": not problems if ev_frames is not None else None,  # None: accuracy not measured
-            "problems": problems,
-            "max_drop": cfg.max_drop,
-            "max_escape_rise": cfg.max_escape_rise,
-        }
-        for p in problems:
-            print(f"      FAIL {p}", flush=True)
-        if problems and cfg.gate:
-            raise GateFailed(
-                f"INT8 gate failed ({len(problems)} problem(s), see above); {cfg.out} was not changed "
-                "(rerun with --no-gate to write the bundle anyway)"
-            )
-        if ev_frames is None:
-            _done(t, "parity passed; no evaluation set, accuracy not checked")
-        else:
-            _done(t, "passed" if not problems else "FAILED, but --no-gate: writing the bundle anyway")
+        _check_and_gate(cfg, stage, keys, model, part, desc, calib, ev_frames, info, steps)
         _write_json(stage / BUNDLE_FILE, info)
-
         _install(stage, Path(cfg.out), files, keys)
     print(f"bundle written to {cfg.out} ({', '.join(keys)}) in {time.perf_counter() - t_all:.0f}s", flush=True)
     return info
+
+
+def _export_models(
+    model: Any, cfg: ExportConfig, keys: list[str], calib: Any, stage: Path, desc: dict[str, Any], ispec: Any,
+    steps: _Steps, progress: bool,
+) -> dict[str, list[Path]]:  # fmt: skip
+    """Every model of `keys` into `stage`; returns the files of each."""
+    files: dict[str, list[Path]] = {}
+    steps.start("FP32 ONNX (dynamic batch)")
+    fp32 = stage / MODEL_FILES["onnxruntime/fp32"][0]
+    export_onnx(model, fp32, (ispec.height, ispec.width), {**desc, "model": "onnxruntime/fp32"})
+    files["onnxruntime/fp32"] = [fp32]
+    steps.done(_size(fp32))
+
+    if "onnxruntime/int8" in keys:
+        ops = tuple(cfg.ort_ops) + (("Conv",) if cfg.quantize_stem and "Conv" not in cfg.ort_ops else ())
+        steps.start(
+            f"INT8 ONNX: static QDQ on {'/'.join(ops)} weights, per channel, "
+            f"{cfg.ort_calibration} calibration on {len(calib)} frames"
+        )
+        out = stage / MODEL_FILES["onnxruntime/int8"][0]
+        meta = {**desc, "model": "onnxruntime/int8"}
+        quantize_onnx(fp32, out, lambda: calib.batches(8), meta, ops, cfg.ort_calibration, cfg.reduce_range)
+        files["onnxruntime/int8"] = [out]
+        steps.done(_size(out))
+
+    ov_model: Any = to_openvino(fp32) if "openvino/fp32" in keys or "openvino/int8" in keys else None
+    if "openvino/fp32" in keys:
+        steps.start("OpenVINO IR FP32")
+        xml = stage / MODEL_FILES["openvino/fp32"][0]
+        save_openvino(ov_model.clone(), xml, {**desc, "model": "openvino/fp32"})
+        files["openvino/fp32"] = [xml, xml.with_suffix(".bin")]
+        steps.done(_size(xml.with_suffix(".bin")))
+    if "openvino/int8" in keys:
+        stem = "conv stem quantized, heads float" if cfg.quantize_stem else "conv stem and heads float"
+        steps.start(f"OpenVINO IR INT8: NNCF, transformer model type, {stem}, {len(calib)} frames")
+        q = quantize_openvino(
+            ov_model, lambda k: calib.inputs(k, k + 1), len(calib), float_nodes(fp32), cfg.quantize_stem, progress
+        )
+        xml = stage / MODEL_FILES["openvino/int8"][0]
+        save_openvino(q, xml, {**desc, "model": "openvino/int8"})
+        files["openvino/int8"] = [xml, xml.with_suffix(".bin")]
+        steps.done(_size(xml.with_suffix(".bin")))
+    return files
+
+
+def _check_and_gate(
+    cfg: ExportConfig, stage: Path, keys: list[str], model: Any, part: Any, desc: dict[str, Any], calib: Any,
+    ev_frames: Any, info: dict[str, Any], steps: _Steps,
+) -> None:  # fmt: skip
+    """Parity and accuracy of every staged model through models.runtime, then the gate; the
+    results go into `info`. Raises GateFailed when the bundle must not be written."""
+    steps.start("parity (torch vs ONNX Runtime / OpenVINO FP32) and accuracy, through models.runtime")
+    check_set = ev_frames if ev_frames is not None else calib.subset(0, 32)  # parity only
+    threads = cfg.threads or None
+    ev = evaluate(stage, keys, check_set, desc["thresholds"], torch_model=model, expected_part=part, threads=threads)
+    steps.done()
+    rendered = f" (rendered, seed {cfg.eval_seed})" if check_set.name == "evaluation" and cfg.eval is None else ""
+    print(format_table(ev, f"\n{check_set.name} set: {len(check_set)} frames{rendered}"), flush=True)
+    parity = ", ".join(f"{k} {d:.1e}" for k, d in ev.parity.items())
+    print(f"parity vs torch (max |diff| over scores, pins, heatmap): {parity}", flush=True)
+
+    steps.start("gate")
+    broken = parity_problems(ev, cfg.parity_tol)
+    for p in broken:
+        print(f"      FAIL {p}", flush=True)
+    if broken:  # never written, --no-gate or not: the models do not compute what the checkpoint does
+        raise GateFailed(f"parity failed: the exported models disagree with torch; {cfg.out} was not changed")
+    problems = accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise) if ev_frames is not None else []
+    info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
+    info["gate"] = {
+        "enabled": cfg.gate and ev_frames is not None,
+        "passed": not problems if ev_frames is not None else None,  # None: accuracy not measured
+        "problems": problems,
+        "max_drop": cfg.max_drop,
+        "max_escape_rise": cfg.max_escape_rise,
+    }
+    for p in problems:
+        print(f"      FAIL {p}", flush=True)
+    if problems and cfg.gate:
+        raise GateFailed(
+            f"INT8 gate failed ({len(problems)} problem(s), see above); {cfg.out} was not changed "
+            "(rerun with --no-gate to write the bundle anyway)"
+        )
+    if ev_frames is None:
+        steps.done("parity passed; no evaluation set, accuracy not checked")
+    else:
+        steps.done("passed" if not problems else "FAILED, but --no-gate: writing the bundle anyway")
 
 
 def _frames(
