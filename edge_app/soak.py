@@ -192,15 +192,40 @@ def write_png(samples: list[Sample], path: Path) -> str:
     return ""
 
 
+class _Counters:
+    """What the pipeline's callbacks count (on its threads): latencies since the last sample,
+    verdicts, and source recoveries (a disconnect followed by running again)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.window: list[float] = []
+        self.count = 0
+        self.recoveries = 0
+        self._down = False
+
+    def on_result(self, r: Result) -> None:
+        with self.lock:
+            self.window.append(r.latency_ms)
+            self.count += 1
+
+    def on_status(self, st: Status) -> None:
+        if st.source is SourceState.DISCONNECTED:
+            self._down = True
+        elif st.source is SourceState.RUNNING and self._down:
+            self.recoveries += 1
+            self._down = False
+
+    def take(self) -> tuple[list[float], int]:
+        with self.lock:
+            lat, self.window = self.window, []
+            return lat, self.count
+
+
 def run(args: argparse.Namespace) -> int:
     cfg, problems = load_config(args.config)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
-    tmp = None
-    archive_dir = args.archive
-    if archive_dir is None:
-        tmp = tempfile.mkdtemp(prefix="pininspect-soak-")
-        archive_dir = tmp
+    tmp = None if args.archive is not None else tempfile.mkdtemp(prefix="pininspect-soak-")
     cfg = replace(
         cfg,
         source=args.source,
@@ -208,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         sim_fps=0.0,
         sim_defect_rate=args.sim_defect_rate,
         loop=True,
-        archive_dir=str(archive_dir),
+        archive_dir=str(args.archive if tmp is None else tmp),
         archive_enabled=True,
     )
     try:
@@ -219,52 +244,48 @@ def run(args: argparse.Namespace) -> int:
     source = FlakySource(inner, args.fault_every, args.fault_for)
     archive = Archive(cfg.archive_path(), keep=KeepPolicy.of(cfg), fsync=not args.no_fsync)
     holder = ModelHolder(runtime_factory(cfg), describe=str(cfg.model_dir()))
-    lock = threading.Lock()
-    window: list[float] = []
-    count = [0]
-    recoveries = [0]
-    down = [False]
-
-    def on_result(r: Result) -> None:
-        with lock:
-            window.append(r.latency_ms)
-            count[0] += 1
-
-    def on_status(st: Status) -> None:
-        if st.source is SourceState.DISCONNECTED:
-            down[0] = True
-        elif st.source is SourceState.RUNNING and down[0]:
-            recoveries[0] += 1
-            down[0] = False
-
+    counters = _Counters()
     pipe = Pipeline(
         source,
         holder,
-        on_result,
-        on_status=on_status,
+        counters.on_result,
+        on_status=counters.on_status,
         on_message=lambda level, msg: log.log(level, "%s", msg),
         archive=archive,
         options=PipelineOptions(max_frames=args.frames, retry_initial_s=0.2, retry_max_s=1.0),
     )
-    deadline = time.monotonic() + args.hours * 3600 if args.hours else None
-    samples: list[Sample] = []
     print(f"soak: {source.describe()}, archive {archive.root}", file=sys.stderr)
     t0 = time.monotonic()
     pipe.start()
+    try:
+        samples = _sample(pipe, source, archive, counters, args, t0)
+    finally:
+        pipe.stop(timeout=5.0)
+        archive.close()
+    status = _report(samples, args, pipe, holder, source, archive, counters, t0)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+def _sample(
+    pipe: Pipeline, source: FlakySource, archive: Archive, counters: _Counters, args: argparse.Namespace, t0: float
+) -> list[Sample]:
+    """One Sample every `args.sample_every` seconds until the run ends (frames, hours, Ctrl-C)."""
+    deadline = time.monotonic() + args.hours * 3600 if args.hours else None
+    samples: list[Sample] = []
     last_t, last_n = t0, 0
     try:
         while not pipe.wait(timeout=args.sample_every):
             now = time.monotonic()
-            with lock:
-                lat, window[:] = list(window), []
-                n = count[0]
+            lat, n = counters.take()
             rss, files, threads = process_now()
             samples.append(
                 Sample(
                     now - t0, n, (n - last_n) / max(now - last_t, 1e-6), rss, files, threads,
                     float(np.percentile(lat, 50)) if lat else float("nan"),
                     float(np.percentile(lat, 99)) if lat else float("nan"),
-                    archive.saved, source.faults, recoveries[0],
+                    archive.saved, source.faults, counters.recoveries,
                 )
             )  # fmt: skip
             last_t, last_n = now, n
@@ -279,17 +300,22 @@ def run(args: argparse.Namespace) -> int:
                 break
     except KeyboardInterrupt:
         print("soak: interrupted", file=sys.stderr)
-    finally:
-        pipe.stop(timeout=5.0)
-        archive.close()
+    return samples
+
+
+def _report(
+    samples: list[Sample], args: argparse.Namespace, pipe: Pipeline, holder: ModelHolder, source: FlakySource,
+    archive: Archive, counters: _Counters, t0: float,
+) -> int:  # fmt: skip
+    """The run's table and the issue's limits, each ok or FAIL; 0 when all hold."""
     st = pipe.status
     check = archive.check()
     table, drift = drift_table(samples, args.warmup)
     crashed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
     print(f"model    {model_title(holder.runtime)}")
     print(f"source   {source.describe()}")
-    print(f"run      {count[0]} frames in {time.monotonic() - t0:.0f} s, {source.faults} source faults, "
-          f"{recoveries[0]} recoveries, end: {st.source.value} {st.source_msg}".rstrip())  # fmt: skip
+    print(f"run      {counters.count} frames in {time.monotonic() - t0:.0f} s, {source.faults} source faults, "
+          f"{counters.recoveries} recoveries, end: {st.source.value} {st.source_msg}".rstrip())  # fmt: skip
     print(table)
     verdicts = []
     if drift:
@@ -307,8 +333,6 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         why = write_png(samples, args.png)
         print(f"note: {why}" if why else f"wrote {args.png}")
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0 if all(ok for ok, _ in verdicts) else 1
 
 
