@@ -11,12 +11,12 @@ docs/ablation.md (and runs/ablation/<row>/ for each run's curves and log).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from models.cli import command_parser
 from training.train import TrainConfig, _merge, check_collapse, resolve_config, train
 
 # Each row: (name, what changes, overrides on top of the default recipe). Read top to bottom: every
@@ -69,12 +69,7 @@ def run_row(name: str, overrides: dict[str, Any], scale: float, out: Path) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.ablation",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.ablation", __doc__)
     ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated rows to run")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every row's epochs by this")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))

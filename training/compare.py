@@ -13,7 +13,6 @@ test sets no choice has looked at. With --out, the table is also saved as JSON.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from models.checkpoint import CheckpointError, read_spec
+from models.cli import command_parser
 from models.part import PartSpec, PartSpecError, part_from_dict
 from models.synth.dataset import SynthConfig, SynthError, generate_once, parse_styles
 from training import datasets
@@ -56,12 +56,7 @@ def _num(v: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.compare",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.compare", __doc__)
     ap.add_argument("runs", nargs="+", type=Path, help="run folders (each with model.safetensors) or checkpoints")
     ap.add_argument("--n", type=int, default=SELECTION_N, help="selection set size (default 3000)")
     ap.add_argument("--seed", type=int, default=SELECTION.seed, help="selection set seed (default 545454)")

@@ -18,13 +18,13 @@ selection sets (`--sets procedural-select,blender-select`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from models.checkpoint import CheckpointError
+from models.cli import command_parser
 from models.labels import LabelsError
 from models.part import PartSpecError, load_part
 from training import datasets
@@ -89,12 +89,7 @@ def train_on(renderer: str, sets: list[str], part: str, n_blender: int | None, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.crossrender",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.crossrender", __doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sc = sub.add_parser("score", help="score a checkpoint on each renderer's test set")
     sc.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))

@@ -12,7 +12,6 @@ direction (PART.md: a pin bent towards the camera looks pushed back).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from models import overlay
 from models.checkpoint import CheckpointError, load_checkpoint
+from models.cli import command_parser
 from models.decision import decide
 from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
@@ -178,12 +178,7 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.evaluate",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.evaluate", __doc__)
     ap.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))
     ap.add_argument("--images", type=Path, required=True, help="folder of 640x480 frames (or a folder with images/)")
     ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")

@@ -10,11 +10,11 @@ then evaluates on a fresh test set whose defects sit only in columns 4 and 7 (pi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from models.cli import command_parser
 from models.part import load_part
 from training import datasets
 from training.evaluate import evaluate, print_report
@@ -22,12 +22,7 @@ from training.train import resolve_config, train
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.heldout",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.heldout", __doc__)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting override")
     ap.add_argument("--data", type=Path, default=Path("data"))
     args = ap.parse_args(argv)

@@ -10,7 +10,6 @@ Every figure in the card comes from this command.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 from models.bundle import BUNDLE_FILE, sha256_file
 from models.checkpoint import CheckpointError, read_spec
+from models.cli import command_parser
 from models.part import load_part
 from training import datasets
 from training.evaluate import evaluate
@@ -33,12 +33,7 @@ def _fmt(m: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.ship",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    ap = command_parser("python -m training.ship", __doc__)
     ap.add_argument("--run", type=Path, default=Path("runs/default"), help="the run folder to ship")
     ap.add_argument("--dest", type=Path, default=Path("models/default"))
     ap.add_argument("--data", type=Path, default=Path("data"), help="where the test sets are rendered")
