@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tiny_bundles import tiny_checkpoint
 
-from models.part import load_part
+from models.part import CLASSES, load_part
 from models.preprocess import InputSpec
 from models.synth.dataset import SynthConfig, generate
 from training import crossrender, datasets
@@ -42,8 +42,9 @@ def test_blender_set_without_the_blender_venv_says_how_to_install(tmp_path, monk
 
 
 def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
-    """A mix folder without meta.jsonl (relabelled station frames) joins the renders: its images
-    get the image label only, the renders keep their dense targets."""
+    """A mix folder without meta.jsonl (relabelled station frames) joins the renders: its OK
+    frames have no defect under any token, its defects (no click) train the image label only, the
+    renders keep their dense targets."""
     a, b = tmp_path / "renders", tmp_path / "line"
     generate(SPEC, SynthConfig(n=6, seed=1), a, progress=False)
     generate(SPEC, SynthConfig(n=6, seed=2), b, progress=False)
@@ -53,6 +54,8 @@ def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
     assert len(mixed) == 12 and mixed.truth.shape[0] == 12 and np.isnan(mixed.truth[6:]).all()
     batch = make_batch(mixed, np.arange(12), ispec, TrainConfig(aug_shift_px=0, aug_color=0), None)
     dense = batch["dense"].numpy()
-    assert (dense[6:] == -100).all() and (dense[:6] >= 0).all()
+    ok = mixed.labels[6:] == CLASSES.index("OK")
+    assert ok.any() and (~ok).any()
+    assert (dense[6:][ok] == CLASSES.index("OK")).all() and (dense[6:][~ok] == -100).all() and (dense[:6] >= 0).all()
     assert (batch["image_label"].numpy() == mixed.labels).all()
     json.dumps(mixed.files)  # file names stay plain strings
