@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.bundle import Backend, BundleError, Precision
+from models.cli import guarded
 from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError, part_from_dict
@@ -129,28 +130,25 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads {args.threads}: use 1 or more (or leave it out for all cores)")
     if args.batch < 1:
         ap.error(f"--batch {args.batch}: use 1 or more")
-    try:
+
+    def score() -> int:
         rt = Runtime(
             args.model, backend=args.backend, precision=args.precision, expected_part=args.part, threads=args.threads
         )
         print(f"model: {rt.describe()}\nchoice: {rt.choice_reason}", file=sys.stderr)
         result = predict_folder(rt, args.images, args.out, args.labels, args.batch, progress=not args.quiet)
-    except (BundleError, PartSpecError, InputError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(
-        f"{result['n']} images scored -> {result['predictions']}"
-        + (f" ({result['skipped']} skipped, see warnings)" if result["skipped"] else "")
-    )
-    if "metrics" in result:
-        if result["unlabelled"]:
-            print(f"{result['unlabelled']} scored images have no label and are left out of the metrics")
-        print()
-        print(format_metrics(result["metrics"]))
-    return 0
+        print(
+            f"{result['n']} images scored -> {result['predictions']}"
+            + (f" ({result['skipped']} skipped, see warnings)" if result["skipped"] else "")
+        )
+        if "metrics" in result:
+            if result["unlabelled"]:
+                print(f"{result['unlabelled']} scored images have no label and are left out of the metrics")
+            print()
+            print(format_metrics(result["metrics"]))
+        return 0
+
+    return guarded(score, {(BundleError, PartSpecError, InputError): 2})
 
 
 if __name__ == "__main__":

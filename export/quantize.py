@@ -31,6 +31,7 @@ import os
 import sys
 
 from export.build import ExportConfig, ExportError, GateFailed, build_bundle
+from models.cli import guarded
 from models.options import add_flags, from_args
 from models.part import PartSpecError
 
@@ -47,18 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bars (step lines are still printed)")
     args = ap.parse_args(argv)
     cfg = from_args(ExportConfig, args)
-    try:
+
+    def export() -> int:
         build_bundle(cfg, progress=not args.quiet)
-    except GateFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (ExportError, PartSpecError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the output folder was not changed", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return guarded(
+        export,
+        {GateFailed: 1, (ExportError, PartSpecError): 2},
+        "interrupted; the output folder was not changed",
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def command_parser(prog: str, doc: str) -> argparse.ArgumentParser:
@@ -14,3 +17,20 @@ def command_parser(prog: str, doc: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=doc,
     )
+
+
+def guarded(body: Callable[[], int], errors: dict[Any, int], interrupted: str = "interrupted") -> int:
+    """Run a command's work: an error it expects (a key of `errors`, a type or tuple of types,
+    tried in order) prints as one `error: ...` line and returns its exit code; Ctrl-C prints
+    `interrupted` (say what is kept) and returns 130. Anything else is a bug and propagates."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    except Exception as e:
+        for kinds, code in errors.items():
+            if isinstance(e, kinds):
+                print(f"error: {e}", file=sys.stderr)
+                return code
+        raise

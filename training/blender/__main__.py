@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from models.cli import guarded
 from models.part import PartSpecError, load_part
 from training.blender.dataset import is_rendered, render_folder, resumable_frames
 from training.blender.sampling import DEFAULT_SAMPLES, BlenderConfig, BlenderRenderError
@@ -72,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def render() -> int:
         spec = load_part(args.part)
         cfg = BlenderConfig(
             n=args.n,
@@ -91,13 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"resuming: {kept} of {cfg.n} frames already in {args.out}")
         render_folder(spec, cfg, args.out, overwrite=args.overwrite, progress=not args.quiet)
         print(f"wrote {cfg.n - kept} frames ({kept} kept) to {args.out / 'images'} and {args.out / 'labels.csv'}")
-    except (PartSpecError, BlenderRenderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the frames written so far are kept: run the same command to go on", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    kept = "interrupted; the frames written so far are kept: run the same command to go on"
+    return guarded(render, {(PartSpecError, BlenderRenderError): 2}, kept)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 
+from models.cli import guarded
 from models.labels import LabelsError, check_writable
 from models.options import add_flags, from_args
 from models.part import PartSpecError, load_part
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace a data set already in --out")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    try:
+
+    def render() -> int:
         spec = load_part(args.part)
         cfg = from_args(SynthConfig, args)
         if args.sheet:  # before the rendering, not after it
@@ -49,13 +51,11 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError, cv2.error) as e:
                 raise SynthError(f"{args.sheet}: no contact sheet ({e}); the data set is complete") from None
             print(f"contact sheet: {args.sheet}")
-    except (PartSpecError, SynthError, LabelsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the images written so far are kept", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return guarded(
+        render, {(PartSpecError, SynthError, LabelsError): 2}, "interrupted; the images written so far are kept"
+    )
 
 
 if __name__ == "__main__":
