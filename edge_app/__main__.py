@@ -17,6 +17,7 @@ from edge_app.settings import (
     SettingsError,
     StationConfig,
     apply,
+    conflicts,
     default_config_path,
     load_config,
     save_config,
@@ -138,8 +139,7 @@ def resolve(args: argparse.Namespace) -> tuple[StationConfig, list[str], list[st
     errors += [p.split("; keeping ")[0] for p in cli_problems]
     if cfg.plc and cfg.trigger == "free":
         cfg.trigger = "plc"  # a PLC server means the PLC triggers
-    if cfg.trigger == "plc" and not cfg.plc:
-        errors.append("trigger: plc needs a PLC server (--plc modbus[:HOST[:PORT]] or opcua[:HOST[:PORT]])")
+    errors += conflicts(cfg)
     return cfg, warnings, errors
 
 

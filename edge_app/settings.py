@@ -286,6 +286,13 @@ def apply(base: StationConfig, raw: dict[str, Any]) -> tuple[StationConfig, list
     return StationConfig(**values), problems
 
 
+def conflicts(cfg: StationConfig) -> list[str]:
+    """Settings that are each valid but do not work together; [] when they do."""
+    if cfg.trigger == "plc" and not cfg.plc:
+        return ["trigger: plc needs a PLC server (plc: modbus or opcua; --plc modbus[:HOST[:PORT]])"]
+    return []
+
+
 def validate(cfg: StationConfig) -> list[str]:
     """Every problem with a config built in code (e.g. by the settings dialog); [] when usable."""
     return apply(StationConfig(), cfg.to_dict())[1]

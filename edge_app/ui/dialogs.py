@@ -32,7 +32,7 @@ from PyQt6.QtWidgets import (
 )
 
 from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow, pin_at
-from edge_app.settings import SETTINGS, Setting, StationConfig, apply
+from edge_app.settings import SETTINGS, Setting, StationConfig, apply, conflicts
 from edge_app.ui.video import VideoView
 from models import overlay
 
@@ -166,6 +166,7 @@ class SettingsDialog(QDialog):
 
     def _accept(self) -> None:
         cfg, problems = apply(self.cfg, self.values())
+        problems = problems or conflicts(cfg)
         if problems:
             self.problems.setText("\n".join(p.split("; keeping")[0] for p in problems))
             return

@@ -169,3 +169,18 @@ def test_the_settings_dialog_is_made_from_the_same_settings(qtbot):
     got = dlg.result_config
     assert dlg.result() == 1, dlg.problems.text()
     assert {n: getattr(got, n) for n in want} == pytest.approx(want)
+
+
+def test_the_dialog_refuses_a_plc_trigger_without_a_plc_server(qtbot):
+    from edge_app.ui.dialogs import SettingsDialog
+
+    dlg = SettingsDialog(StationConfig())
+    qtbot.addWidget(dlg)
+    trigger = dlg.fields["trigger"]
+    trigger.setCurrentIndex(trigger.findData("plc"))
+    dlg._accept()
+    assert dlg.result() == 0 and "plc needs a PLC server" in dlg.problems.text()
+    plc = dlg.fields["plc"]
+    plc.setCurrentIndex(plc.findData("modbus"))
+    dlg._accept()
+    assert dlg.result() == 1 and dlg.result_config.plc == "modbus"
