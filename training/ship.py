@@ -157,7 +157,9 @@ def _reproduce(spec: dict[str, Any]) -> list[str]:
             "python -m training.ship                       # -> models/default/ + this card",
         ]
     sets = [f"name={tc['name']}", f"data.n={tc['data']['n']}", f"epochs={tc['epochs']}", f"lr={tc['lr']}"]
-    lines = [f"# stage 1 made {tc['init_from']} (python -m training.train); stage 2 starts from it"]
+    lines = [
+        f"# stage 1 made {tc['init_from']}: python -m training.train && python -m training.ship; stage 2 starts from it"
+    ]
     seen = blender_frames(spec)
     if seen:
         sets.append(f"data.mix_folder={seen[1]}")
@@ -183,8 +185,8 @@ def write_card(
     lines = [
         "# Model card: the default pin-defect model",
         "",
-        f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`), a "
-        f"{spec['part']['rows']} x {spec['part']['cols']} connector ({spec['part'].get('description', '')}).",
+        f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`): "
+        f"{spec['part'].get('description') or str(spec['part']['rows']) + ' x ' + str(spec['part']['cols']) + ' pins'}.",
         f"* Architecture: `{spec['model_name']}` (timm-registered PinViT): {json.dumps(spec['model_config'])}.",
         f"* Input: crop {spec['input']['crop']} of the {spec['input']['frame_width']}x{spec['input']['frame_height']} "
         "frame, resized to "
@@ -206,7 +208,7 @@ def write_card(
         "",
         "```bash",
         *_reproduce(spec),
-        "python -m export.quantize                     # -> the INT8 / FP32 bundle in models/default/",
+        f"python -m export.quantize --name {path.parent.name}   # -> the INT8 / FP32 bundle beside this card",
         "```",
         "",
         "## Metrics (from `python -m training.ship`, test sets rendered with fresh seeds)",
