@@ -181,12 +181,13 @@ def write_card(
     tc = spec["train_config"]
     base = first["train_config"] if first is not None else tc  # the stage trained from random weights
     n_pins = spec["part"]["rows"] * spec["part"]["cols"]
+    shape = f"{spec['part']['rows']} x {spec['part']['cols']} pins"
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     lines = [
         "# Model card: the default pin-defect model",
         "",
         f"* Part: `{spec['part']['name']}` (fingerprint `{spec['part_fingerprint']}`): "
-        f"{spec['part'].get('description') or str(spec['part']['rows']) + ' x ' + str(spec['part']['cols']) + ' pins'}.",
+        f"{spec['part'].get('description') or shape}.",
         f"* Architecture: `{spec['model_name']}` (timm-registered PinViT): {json.dumps(spec['model_config'])}.",
         f"* Input: crop {spec['input']['crop']} of the {spec['input']['frame_width']}x{spec['input']['frame_height']} "
         "frame, resized to "
