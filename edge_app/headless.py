@@ -129,19 +129,13 @@ def run(
         print(f"error: source: {e}", file=err)
         return 1, {}
     holder = ModelHolder(load_runtime or runtime_factory(cfg), describe=str(cfg.model_dir()))
-    plc: Any = None
     pipe: Pipeline | None = None
+    plc: Any = None
     if cfg.plc:
-        from edge_app.plc import PlcLink
         from edge_app.plc.modbus import PlcServerError
 
-        def reset_counters() -> None:
-            if pipe is not None:
-                pipe.stats = Stats(keep_all=True)
-
-        plc = PlcLink(cfg, lambda origin: pipe.trigger(origin) if pipe is not None else None, reset_counters)
         try:
-            plc.start()
+            plc = _open_plc(cfg, lambda: pipe)
         except PlcServerError as e:
             print(f"error: {e}", file=err)
             return 2, {}
@@ -151,73 +145,107 @@ def run(
     if cfg.archive_enabled:  # every NG frame, and the OK and borderline samples KeepPolicy sets
         on_state = plc.on_archive if plc else None
         archive = Archive(cfg.archive_path(), on_state=on_state, keep=KeepPolicy.of(cfg), n_pins=part_pins(cfg.part))
-    lock = threading.Lock()
-
-    def write(rec: dict[str, Any]) -> None:
-        if not quiet:
-            line = json.dumps(rec)
-            with lock:
-                out.write(line + "\n")
-                out.flush()
-
-    def on_result(r: Result) -> None:
-        seq = plc.on_result(r) if plc is not None else None
-        rec = result_record(r)
-        if seq is not None:
-            rec["sequence"] = seq
-        write(rec)
-
-    def on_trigger_failed(t: Trigger, kind: str, msg: str) -> None:
-        seq = plc.on_trigger_failed(t, kind, msg) if plc is not None else None
-        print(f"warning: trigger {t.id} ({t.origin}): no result, {kind}: {msg}", file=err)
-        rec: dict[str, Any] = {"trigger": {"id": t.id, "origin": t.origin}, "result": "no result", "fault": kind}
-        write({**rec, "message": msg, **({"sequence": seq} if seq is not None else {})})
-
-    def on_message(level: int, msg: str) -> None:
-        # warnings as they happen (skipped images, camera retries); errors end the run and are
-        # printed once at the end. stdout stays a clean JSON stream.
-        if level == logging.WARNING:
-            print(f"warning: {msg}", file=err)
-        elif level < logging.WARNING:
-            log.info("%s", msg)
-
+    output = _Output(out, err, quiet, plc)
     pipe = Pipeline(
         source,
         holder,
-        on_result,
+        output.on_result,
         on_status=plc.on_status if plc is not None else None,
-        on_message=on_message,
+        on_message=output.on_message,
         archive=archive,
         options=PipelineOptions(
             max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True, triggered=triggered
         ),
-        on_trigger_failed=on_trigger_failed,
+        on_trigger_failed=output.on_trigger_failed,
     )
     pipe.set_thresholds(cfg.thresholds)
     stopped_by: list[str] = []  # the signal that ended the run, once one has
-    old_handlers: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-
-        def on_stop_signal(signum: int, frame: Any) -> None:
-            if stopped_by:  # asked twice: the operator does not want to wait for the archive
-                signal.signal(signum, signal.SIG_DFL)
-                os.kill(os.getpid(), signum)
-                return
-            stopped_by.append(signal.Signals(signum).name)
-            pipe.stop(timeout=0)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, on_stop_signal)
+    old_handlers = _stop_on_signals(pipe, stopped_by)
     if triggered and cfg.trigger == "stdin":
         threading.Thread(target=_stdin_triggers, args=(pipe, stdin or sys.stdin, err), daemon=True).start()
     try:
-        status, summary = _run_to_end(cfg, pipe, holder, source, archive, stopped_by, lock, out, err, plc)
+        status, summary = _run_to_end(cfg, pipe, holder, source, archive, stopped_by, output.lock, out, err, plc)
     finally:
         for signum, handler in old_handlers.items():
             signal.signal(signum, handler)
         if plc is not None:
             plc.close()
     return status, summary
+
+
+class _Output:
+    """stdout: one JSON line per verdict (and per trigger that got none), from the pipeline's
+    threads; stderr: warnings as they happen. Errors end the run and are printed once at the end,
+    so stdout stays a clean JSON stream."""
+
+    def __init__(self, out: TextIO, err: TextIO, quiet: bool, plc: Any):
+        self.out, self.err, self.quiet, self.plc = out, err, quiet, plc
+        self.lock = threading.Lock()
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if not self.quiet:
+            line = json.dumps(rec)
+            with self.lock:
+                self.out.write(line + "\n")
+                self.out.flush()
+
+    def on_result(self, r: Result) -> None:
+        seq = self.plc.on_result(r) if self.plc is not None else None
+        rec = result_record(r)
+        if seq is not None:
+            rec["sequence"] = seq
+        self.write(rec)
+
+    def on_trigger_failed(self, t: Trigger, kind: str, msg: str) -> None:
+        seq = self.plc.on_trigger_failed(t, kind, msg) if self.plc is not None else None
+        print(f"warning: trigger {t.id} ({t.origin}): no result, {kind}: {msg}", file=self.err)
+        rec: dict[str, Any] = {"trigger": {"id": t.id, "origin": t.origin}, "result": "no result", "fault": kind}
+        self.write({**rec, "message": msg, **({"sequence": seq} if seq is not None else {})})
+
+    def on_message(self, level: int, msg: str) -> None:
+        if level == logging.WARNING:  # skipped images, camera retries
+            print(f"warning: {msg}", file=self.err)
+        elif level < logging.WARNING:
+            log.info("%s", msg)
+
+
+def _open_plc(cfg: StationConfig, pipe: Callable[[], Pipeline | None]) -> Any:
+    """The PLC server, listening; its triggers and counter resets go to the pipeline `pipe()`
+    returns (made after the server). Raises PlcServerError when it cannot listen."""
+    from edge_app.plc import PlcLink
+
+    def reset_counters() -> None:
+        p = pipe()
+        if p is not None:
+            p.stats = Stats(keep_all=True)
+
+    def trigger(origin: str) -> Trigger | None:
+        p = pipe()
+        return p.trigger(origin) if p is not None else None
+
+    plc = PlcLink(cfg, trigger, reset_counters)
+    plc.start()
+    return plc
+
+
+def _stop_on_signals(pipe: Pipeline, stopped_by: list[str]) -> dict[int, Any]:
+    """SIGINT / SIGTERM finish the frame in hand and end the run (a second one ends the process at
+    once); returns the handlers they replaced. Only the main thread can take signals."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+
+    def on_stop_signal(signum: int, frame: Any) -> None:
+        if stopped_by:  # asked twice: the operator does not want to wait for the archive
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        stopped_by.append(signal.Signals(signum).name)
+        pipe.stop(timeout=0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, on_stop_signal)
+    return old
 
 
 def _stdin_triggers(pipe: Pipeline, stdin: TextIO, err: TextIO) -> None:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.cli import guarded
 from models.cpu import has_native_bf16, isa_text
 from models.decision import DEFAULT_THRESHOLDS, decide
 from models.metrics import metrics
@@ -506,12 +507,8 @@ def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | N
     return None
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    t_start = time.time()
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    part = load_part(cfg.part)
+def _model_and_input(cfg: TrainConfig, part: Any) -> tuple[PinViT, InputSpec]:
+    """The model (from random weights, or `init_from`'s) and the input it takes."""
     model = build(cfg.model, {**cfg.model_overrides, "n_pins": part.n_pins})
     if cfg.init_from:
         start, start_spec = load_checkpoint(Path(cfg.init_from))
@@ -523,18 +520,32 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             f"{start_spec.get('train_config', {}).get('name', '?')})"
         )
     h, w = model.cfg.img_size
-    ispec = InputSpec(
-        **{
-            "frame_width": part.camera.frame_width,
-            "frame_height": part.camera.frame_height,
-            "width": w,
-            "height": h,
-            "patch": model.cfg.patch_size,
-            **cfg.input,
-        }
-    )
+    frame = {"frame_width": part.camera.frame_width, "frame_height": part.camera.frame_height}
+    ispec = InputSpec(**{**frame, "width": w, "height": h, "patch": model.cfg.patch_size, **cfg.input})
     if (ispec.height, ispec.width) != (h, w):
         raise ValueError(f"input size {ispec.width}x{ispec.height} differs from the model's {w}x{h}")
+    return model, ispec
+
+
+def _lr_schedule(cfg: TrainConfig, total: int) -> Any:
+    """Linear warm-up, then cosine decay to `min_lr` over the `total` steps."""
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+    return lr_at
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    part = load_part(cfg.part)
+    model, ispec = _model_and_input(cfg, part)
     run = Path(cfg.out) / cfg.name
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
@@ -545,70 +556,31 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_s) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-
+    lr_at = _lr_schedule(cfg, steps_per_epoch * cfg.epochs)
     bf16 = use_bf16(cfg.amp)
     print(f"precision: {'bf16 autocast' if bf16 else 'float32'} (amp={cfg.amp}; CPU {isa_text()})")
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, Any]] = []
-    train_images, train_time = 0, 0.0
-    log = open(run / "log.jsonl", "w")
-    step = 0
-    stopped = None
+    train_time, step, stopped = 0.0, 0, None
     val: dict[str, Any] = {}
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = rng.permutation(len(train_s))
-        losses = []
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
-        t_epoch = time.time()
-        for b in bar:
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            batch = make_batch(train_s, idx, ispec, cfg, rng)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = compute_loss(model, batch, cfg, where=f"epoch {epoch}, batch {b + 1}: ")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step):.1e}")
-        train_time += time.time() - t_epoch
-        train_images += steps_per_epoch * cfg.batch_size
-        scores, pins = predict(model, val_s, ispec)
-        pred, pred_pin = decide(scores, pins)
-        val = metrics(val_s.labels, pred, val_s.pins, pred_pin)
-        rec = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": float(np.mean(losses)),
-            "val": val,
-            "elapsed_s": round(time.time() - t_start, 1),
-        }
-        history.append(rec)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        pin_txt = f" pin {val['pin_accuracy']:.3f}" if "pin_accuracy" in val else ""
-        print(
-            f"epoch {epoch}: loss {rec['train_loss']:.4f} | val acc {val['accuracy']:.3f} "
-            f"NG/OK {val['ng_ok_accuracy']:.3f}{pin_txt} | recall "
-            + " ".join(f"{c} {r:.2f}" for c, r in val["recall"].items())
-        )
-        save_plots(run, history, val["confusion"])
-        stopped = check_collapse(val, epoch, cfg)
-        if stopped:
-            print(stopped)
-            break
-    log.close()
+    with open(run / "log.jsonl", "w") as log:
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.time()
+            losses = _epoch(model, opt, train_s, ispec, cfg, rng, lr_at, step, bf16, epoch, steps_per_epoch, progress)
+            step += len(losses)
+            train_time += time.time() - t_epoch
+            val = _validate(model, val_s, ispec)
+            rec = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "val": val,
+                   "elapsed_s": round(time.time() - t_start, 1)}  # fmt: skip
+            history.append(rec)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            _print_epoch(rec)
+            save_plots(run, history, val["confusion"])
+            stopped = check_collapse(val, epoch, cfg)
+            if stopped:
+                print(stopped)
+                break
     elapsed = time.time() - t_start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     spec = {
@@ -637,11 +609,52 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "collapsed": stopped,
         "precision": "bf16" if bf16 else "float32",
         "cpu_isa": isa_text(),
-        "train_images_per_s": round(train_images / max(train_time, 1e-9), 2),
+        "train_images_per_s": round(len(history) * steps_per_epoch * cfg.batch_size / max(train_time, 1e-9), 2),
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"done in {elapsed / 60:.1f} min (data {t_data:.0f}s), peak memory {peak_mb:.0f} MB; run folder {run}")
     return summary
+
+
+def _epoch(
+    model: PinViT, opt: Any, train_s: Samples, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator,
+    lr_at: Any, step: int, bf16: bool, epoch: int, steps: int, progress: bool,
+) -> list[float]:  # fmt: skip
+    """One pass over the training set in a fresh random order, from global step `step`; the loss
+    of every batch."""
+    model.train()
+    order = rng.permutation(len(train_s))
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
+    for b in bar:
+        batch = make_batch(train_s, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], ispec, cfg, rng)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step + b)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = compute_loss(model, batch, cfg, where=f"epoch {epoch}, batch {b + 1}: ")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step + b + 1):.1e}")
+    return losses
+
+
+def _validate(model: PinViT, val_s: Samples, ispec: InputSpec) -> dict[str, Any]:
+    scores, pins = predict(model, val_s, ispec)
+    pred, pred_pin = decide(scores, pins)
+    return metrics(val_s.labels, pred, val_s.pins, pred_pin)
+
+
+def _print_epoch(rec: dict[str, Any]) -> None:
+    val = rec["val"]
+    pin_txt = f" pin {val['pin_accuracy']:.3f}" if "pin_accuracy" in val else ""
+    print(
+        f"epoch {rec['epoch']}: loss {rec['train_loss']:.4f} | val acc {val['accuracy']:.3f} "
+        f"NG/OK {val['ng_ok_accuracy']:.3f}{pin_txt} | recall "
+        + " ".join(f"{c} {r:.2f}" for c, r in val["recall"].items())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -661,16 +674,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    try:
-        cfg = resolve_config(args.preset, args.config, args.set)
-        train(cfg, progress=not args.quiet)
-    except (ValueError, PartSpecError, DataError, SynthError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    def run() -> int:
+        train(resolve_config(args.preset, args.config, args.set), progress=not args.quiet)
+        return 0
+
+    return guarded(run, {(ValueError, PartSpecError, DataError, SynthError): 2})
 
 
 if __name__ == "__main__":
