@@ -41,6 +41,7 @@ from models.files import atomic_write
 from models.labels import LABEL_FIELDS, LabelsError, read_clicks, read_labels
 from models.part import CLASSES, PartSpecError, load_part
 from training import datasets
+from training.data import token_centres
 from training.evaluate import evaluate
 
 EXIT_REFUSED = 3
@@ -110,9 +111,7 @@ def locate_named_pins(ckpt: Path, folder: Path, min_belief: float = 0.5) -> dict
         return {}
     model, spec = load_checkpoint(ckpt)
     ispec = InputSpec.from_dict(spec["input"])
-    gh, gw = ispec.grid
-    ys, xs = np.mgrid[0:gh, 0:gw]
-    centres = np.stack([(xs.ravel() + 0.5) * ispec.patch, (ys.ravel() + 0.5) * ispec.patch], -1)
+    centres = token_centres(ispec)
     found: dict[str, tuple[float, float]] = {}
     for k in tqdm(range(0, len(todo), 32), desc="locating named pins", unit="batch"):
         chunk = todo[k : k + 32]

@@ -40,7 +40,7 @@ class Samples:
     meta: list[dict] | None  # the generator's records, when present
     defects: list[list[tuple[int, int]]] | None = None  # every (pin, class index) per image, from meta
     clicks: np.ndarray | None = None  # (N, 2) clicked pin in *input* pixels, NaN where none
-    pitch: float = 24.25  # one pitch in input pixels (for click targets): the camera's typical pitch
+    pitch: float = 24.25  # one pitch in input pixels (for click targets); load_folder sets it from the part
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -174,6 +174,13 @@ def folder_hash(folder: Path) -> str:
 # Dense targets
 
 
+def token_centres(spec: InputSpec) -> np.ndarray:
+    """(T, 2) centre of every output token in input pixels, in the model's token order."""
+    gh, gw = spec.grid
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    return np.stack([(xs.ravel() + 0.5) * spec.patch, (ys.ravel() + 0.5) * spec.patch], -1).astype(np.float64)
+
+
 def _seg_dist(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance from points (T, 2) to segments a->b, broadcast over leading segment dims (..., 2)."""
     ab = b - a
@@ -200,9 +207,7 @@ def dense_targets(
     The defective pin's segment is extended to where its straight tip would be: the evidence
     of a pushed-back or bent pin is partly the *absence* of a tip there.
     """
-    gh, gw = spec.grid
-    ys, xs = np.mgrid[0:gh, 0:gw]
-    centres = np.stack([(xs.ravel() + 0.5) * spec.patch, (ys.ravel() + 0.5) * spec.patch], -1).astype(np.float32)
+    centres = token_centres(spec).astype(np.float32)
     base, tip = truth[:, :2], truth[:, 2:]
     n_pins = len(truth)
     pitch = float(np.median(np.linalg.norm(np.diff(base[: min(n_pins, 9)], axis=0), axis=1))) if n_pins > 1 else 20.0
@@ -247,9 +252,7 @@ def click_targets(
         return np.full(n, no_defect, np.int64), unknown
     if click is None or not np.isfinite(click).all():
         return unknown, unknown.copy()
-    ys, xs = np.mgrid[0:gh, 0:gw]
-    centres = np.stack([(xs.ravel() + 0.5) * spec.patch, (ys.ravel() + 0.5) * spec.patch], -1)
-    d = np.linalg.norm(centres - np.asarray(click, np.float64), axis=1) / pitch
+    d = np.linalg.norm(token_centres(spec) - np.asarray(click, np.float64), axis=1) / pitch
     defect = unknown.copy()
     defect[d > unsure_radius] = no_defect
     defect[d < defect_radius] = label
