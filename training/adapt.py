@@ -75,16 +75,12 @@ def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Pat
         d = out / name
         shutil.rmtree(d, ignore_errors=True)
         (d / "images").mkdir(parents=True)
-        rows = [",".join(LABEL_FIELDS)]
         for f in sorted(files):
             src = folder / "images" / f
             if not src.exists():
                 raise AdaptError(f"{src}: listed in labels.csv but missing")
             shutil.copy2(src, d / "images" / f)
-            c, pin = labels[f]
-            x, y = (f"{v:.1f}" for v in clicks[f]) if f in clicks else ("", "")
-            rows.append(f"{f},{CLASSES[c]},{pin},{x},{y}")
-        atomic_write(d / "labels.csv", "\n".join(rows) + "\n")
+        _write_labels(d / "labels.csv", {f: labels[f] for f in sorted(files)}, clicks)
         if meta and all(f in meta for f in files):
             atomic_write(d / "meta.jsonl", "".join(meta[f] + "\n" for f in sorted(files)))
         dirs.append(d)
@@ -132,13 +128,17 @@ def locate_named_pins(ckpt: Path, folder: Path, min_belief: float = 0.5) -> dict
 
 def write_clicks(folder: Path, clicks: dict[str, tuple[float, float]]) -> None:
     """Add `clicks` to labels.csv's x,y (a click already there stays)."""
-    labels, have = read_labels(folder / "labels.csv"), read_clicks(folder / "labels.csv")
+    have = read_clicks(folder / "labels.csv")
+    _write_labels(folder / "labels.csv", read_labels(folder / "labels.csv"), {**clicks, **have})
+
+
+def _write_labels(path: Path, labels: dict[str, tuple[int, int]], clicks: dict[str, tuple[float, float]]) -> None:
+    """labels.csv (file,label,pin,x,y) for `labels` (file -> (class index, pin)), x,y from `clicks`."""
     rows = [",".join(LABEL_FIELDS)]
     for f, (c, pin) in labels.items():
-        xy = have.get(f) or clicks.get(f)
-        x, y = (f"{v:.1f}" for v in xy) if xy else ("", "")
+        x, y = (f"{v:.1f}" for v in clicks[f]) if f in clicks else ("", "")
         rows.append(f"{f},{CLASSES[c]},{pin},{x},{y}")
-    atomic_write(folder / "labels.csv", "\n".join(rows) + "\n")
+    atomic_write(path, "\n".join(rows) + "\n")
 
 
 def _score(ckpt: Path, folder: Path, preds: Path) -> dict[str, Any]:
