@@ -10,6 +10,13 @@ Prints one markdown table, and the model the station would choose on this machin
 self-check models.runtime runs on first load, models/autoselect.py; it uses and fills the
 station's per-user cache); --json and --png write the same numbers as data and as a chart.
 The CPU is shared with whatever else runs: close other work for numbers worth quoting.
+
+  python -m export.benchmark --max-isa AVX2     # OpenVINO as on an AVX2-only CPU
+
+--max-isa caps the instruction set OpenVINO's kernels use (oneDNN's ONEDNN_MAX_CPU_ISA), to
+check on a newer machine what an older factory PC would run; ONNX Runtime has no such cap and
+still uses everything this CPU has (the output says so). The station's self-check runs under
+the same cap, and caches its choice apart from the uncapped one.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 from export import data as frames_io
 from export.evaluate import run_runtime
 from models.bundle import BundleError, available, read_bundle
-from models.cpu import cpu_name, isa_text
+from models.cpu import ISA_LIMIT_ENV, ISA_LIMITS, cpu_name, isa_limit, isa_text
 from models.decision import decide
 from models.labels import list_images
 from models.metrics import metrics
@@ -201,8 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     ap.add_argument("--png", type=Path, default=None, help="write a chart")
+    ap.add_argument(
+        "--max-isa",
+        type=str.upper,
+        choices=ISA_LIMITS,
+        default=None,
+        metavar="ISA",
+        help=f"cap OpenVINO's instruction set, e.g. AVX2 ({', '.join(ISA_LIMITS)}); sets {ISA_LIMIT_ENV}",
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.max_isa:
+        if "openvino" in sys.modules and os.environ.get(ISA_LIMIT_ENV, "").upper() != args.max_isa:
+            print("error: --max-isa must be set before OpenVINO loads; run it as a command of its own", file=sys.stderr)
+            return 2
+        os.environ[ISA_LIMIT_ENV] = args.max_isa
     threads = args.threads or default_threads()
     try:
         res = run(args.model, args.n, args.seed, max(10, args.iters), threads, args.images, not args.quiet)
@@ -217,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_table(res["rows"], header))
     print(f"\nthe station would run {res['station_choice']['reason']}")
+    if isa_limit():
+        cap = f"OpenVINO ran capped at {isa_limit()} ({ISA_LIMIT_ENV})"
+        print(f"{cap}; ONNX Runtime used every instruction set of this CPU")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2) + "\n")

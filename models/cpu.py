@@ -51,9 +51,24 @@ def isa(flags: frozenset[str] | None = None) -> list[str]:
     return [short for short, flag in ISA_FLAGS if flag in flags]
 
 
+# oneDNN (inside OpenVINO's CPU plugin) dispatches to no newer instruction set than this
+# environment variable names, e.g. AVX2 on an AVX-512 machine: the way to check an older CPU's
+# OpenVINO paths on a newer one. ONNX Runtime's kernels (MLAS) have no such control.
+ISA_LIMIT_ENV = "ONEDNN_MAX_CPU_ISA"
+ISA_LIMITS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "ALL")
+
+
+def isa_limit() -> str | None:
+    """The instruction-set cap OpenVINO runs under in this process, or None."""
+    value = os.environ.get(ISA_LIMIT_ENV, "").strip().upper()
+    return value if value and value != "ALL" else None
+
+
 def isa_text(flags: frozenset[str] | None = None) -> str:
     names = isa(flags)
-    return "+".join(names) if names else platform.machine()
+    text = "+".join(names) if names else platform.machine()
+    limit = isa_limit() if flags is None else None
+    return f"{text}, OpenVINO capped at {limit}" if limit else text
 
 
 def has_native_bf16(flags: frozenset[str] | None = None) -> bool:

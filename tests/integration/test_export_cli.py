@@ -59,6 +59,18 @@ def test_benchmark_table_json_and_chart(bundle, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "bundle.json" in r.stderr
 
 
+def test_benchmark_caps_openvino_at_an_older_instruction_set(bundle, tmp_path):
+    """--max-isa AVX2: OpenVINO runs as on an AVX2-only PC, and the output says so (and that ONNX
+    Runtime could not be capped), so a figure is never quoted for the wrong CPU."""
+    r = _run("export.benchmark", "--model", str(bundle), "--n", "6", "--iters", "10", "--quiet", "--max-isa", "avx2")
+    assert r.returncode == 0, r.stderr
+    assert ", OpenVINO capped at AVX2, " in r.stdout.splitlines()[0]
+    assert "OpenVINO ran capped at AVX2 (ONEDNN_MAX_CPU_ISA); ONNX Runtime used every" in r.stdout
+    assert "capped at AVX2" in r.stdout.split("the station would run", 1)[1]  # its self-check ran capped too
+    r = _run("export.benchmark", "--model", str(bundle), "--max-isa", "avx3")
+    assert r.returncode == 2 and "invalid choice: 'AVX3'" in r.stderr
+
+
 @pytest.mark.slow
 def test_quantize_writes_a_checked_bundle_and_the_gate_can_fail(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ckpt" / "model.safetensors", seed=1)

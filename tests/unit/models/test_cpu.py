@@ -1,0 +1,23 @@
+"""What the CPU can do, and the cap a developer sets to check an older CPU's OpenVINO paths."""
+
+from models import cpu
+
+AVX512 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
+
+
+def test_isa_names_what_matters():
+    assert cpu.isa(frozenset({"avx2", "sse4_2"})) == ["avx2"]
+    assert cpu.isa_text(AVX512) == "avx2+avx512+vnni+bf16"
+    assert cpu.has_native_bf16(AVX512) and not cpu.has_native_bf16(frozenset({"avx2"}))
+
+
+def test_an_isa_cap_shows_in_the_text_and_keys_its_own_cache(monkeypatch):
+    monkeypatch.delenv(cpu.ISA_LIMIT_ENV, raising=False)
+    plain = cpu.fingerprint()
+    assert cpu.isa_limit() is None and "capped" not in cpu.isa_text()
+    monkeypatch.setenv(cpu.ISA_LIMIT_ENV, "avx2")
+    assert cpu.isa_limit() == "AVX2"
+    assert cpu.isa_text().endswith(", OpenVINO capped at AVX2")
+    assert cpu.fingerprint() != plain  # a capped self-check never reuses the uncapped choice
+    monkeypatch.setenv(cpu.ISA_LIMIT_ENV, "ALL")  # oneDNN's "no cap"
+    assert cpu.isa_limit() is None and cpu.fingerprint() == plain
