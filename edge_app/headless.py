@@ -132,7 +132,7 @@ def run(
     pipe: Pipeline | None = None
     plc: Any = None
     if cfg.plc:
-        from edge_app.plc.modbus import PlcServerError
+        from edge_app.plc.serving import PlcServerError
 
         try:
             plc = _open_plc(cfg, lambda: pipe)

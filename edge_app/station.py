@@ -113,7 +113,7 @@ class Station:
 
     def open_plc(self) -> None:
         """Start the PLC server the settings ask for (none when `plc` is empty); raises
-        edge_app.plc.modbus.PlcServerError (one line naming the setting) when it cannot listen."""
+        edge_app.plc.serving.PlcServerError (one line naming the setting) when it cannot listen."""
         self.close_plc()
         if not self.cfg.plc:
             return
@@ -183,7 +183,7 @@ class Station:
         elif self.archive is not None:
             self.archive.keep = KeepPolicy.of(cfg)
         if any(getattr(old, f) != getattr(cfg, f) for f in _PLC_FIELDS) and (self.plc is not None or cfg.plc):
-            from edge_app.plc.modbus import PlcServerError
+            from edge_app.plc.serving import PlcServerError
 
             try:
                 self.open_plc()

@@ -78,7 +78,7 @@ class PlcLink:
             raise ValueError(f"plc: {cfg.plc!r} is not one of {', '.join(PROTOCOLS)}")
 
     def start(self) -> None:
-        """Listen (raises edge_app.plc.modbus.PlcServerError naming plc_port when it cannot)."""
+        """Listen (raises edge_app.plc.serving.PlcServerError naming plc_port when it cannot)."""
         self.server.start()
         self.handshake.start()
 

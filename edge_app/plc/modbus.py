@@ -20,13 +20,10 @@ from pymodbus.simulator.simutils import SimUtils
 
 from edge_app.plc.handshake import Handshake
 from edge_app.plc.registers import Table, in_table
+from edge_app.plc.serving import ThreadedServer, why_not_listening
 
 log = logging.getLogger(__name__)
 _TABLE_OF_FC = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE_INPUT, 4: Table.INPUT_REGISTER}
-
-
-class PlcServerError(RuntimeError):
-    """The PLC server cannot run (port in use, bad address); the message names the setting."""
 
 
 def _bits(handshake_image: dict[str, int], table: Table) -> list[int]:
@@ -35,14 +32,13 @@ def _bits(handshake_image: dict[str, int], table: Table) -> list[int]:
     return SimUtils.bitsToRegisters(bits)
 
 
-class ModbusServer:
+class ModbusServer(ThreadedServer):
     protocol = "modbus"
 
     def __init__(self, handshake: Handshake, host: str = "0.0.0.0", port: int = 5020, unit: int = 1):
-        self.hs, self.host, self.port, self.unit = handshake, host, port, unit
-        self._loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(handshake, host, port)
+        self.unit = unit
         self._server: ModbusTcpServer | None = None
-        self._thread: threading.Thread | None = None
         self._peers: dict[int, str] = {}
         self._lock = threading.Lock()
 
@@ -95,28 +91,7 @@ class ModbusServer:
         if peer:
             log.info("PLC %s disconnected", peer)
 
-    # -- lifetime -----------------------------------------------------------------------------
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Listen, or raise PlcServerError saying why (port in use...)."""
-        ready = threading.Event()
-        failure: list[str] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="pininspect-modbus", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            failure.append("no answer from the server thread")
-        if failure:
-            self.close()
-            raise PlcServerError(f"plc_port: cannot listen on {self.host}:{self.port} ({failure[0]})")
-        self.hs.endpoint = self.describe()
-
-    def _run(self, ready: threading.Event, failure: list[str]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready, failure))
-        finally:
-            loop.close()
+    # -- lifetime (start: ThreadedServer) -----------------------------------------------------
 
     async def _serve(self, ready: threading.Event, failure: list[str]) -> None:
         owner = self
@@ -138,7 +113,7 @@ class ModbusServer:
             self._server = Server(self._device(), address=(self.host, self.port))
             await self._server.serve_forever(background=True)
         except Exception as e:  # pymodbus says RuntimeError("Could not start listen") for a port in use
-            failure.append(_why_not_listening(self.host, self.port, e))
+            failure.append(why_not_listening(self.host, self.port, e))
             ready.set()
             return
         ready.set()
@@ -154,16 +129,3 @@ class ModbusServer:
                 pass
         if self._thread is not None:
             self._thread.join(5)
-
-
-def _why_not_listening(host: str, port: int, e: Exception) -> str:
-    """The OS's reason, found by trying the bind ourselves (pymodbus only says it could not)."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-    except OSError as os_err:
-        return os_err.strerror or str(os_err)
-    return str(e) or type(e).__name__

@@ -18,8 +18,8 @@ from asyncua import Server, ua
 from asyncua.common.callback import CallbackType
 
 from edge_app.plc.handshake import Handshake
-from edge_app.plc.modbus import PlcServerError, _why_not_listening
 from edge_app.plc.registers import NAMESPACE_URI, SIGNALS, Table
+from edge_app.plc.serving import ThreadedServer, why_not_listening
 
 log = logging.getLogger(__name__)
 OBJECT = "PinInspect"
@@ -36,44 +36,17 @@ def _variant(name: str, value: int) -> ua.Variant:
     return ua.Variant(bool(value), ua.VariantType.Boolean)
 
 
-class OpcUaServer:
+class OpcUaServer(ThreadedServer):
     protocol = "opcua"
+    start_timeout_s = 30.0
 
     def __init__(self, handshake: Handshake, host: str = "0.0.0.0", port: int = 4840):
-        self.hs, self.host, self.port = handshake, host, port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(handshake, host, port)
         self._stop: asyncio.Event | None = None
         self.ns = 0
 
     def describe(self) -> str:
         return f"OPC UA opc.tcp://{self.host}:{self.port} ({NAMESPACE_URI})"
-
-    def start(self, timeout: float = 30.0) -> None:
-        ready = threading.Event()
-        failure: list[str] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="pininspect-opcua", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            failure.append("the server did not start in time")
-        if failure:
-            self.close()
-            raise PlcServerError(f"plc_port: cannot listen on {self.host}:{self.port} ({failure[0]})")
-        self.hs.endpoint = self.describe()
-
-    def _run(self, ready: threading.Event, failure: list[str]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready, failure))
-        except Exception as e:
-            if not ready.is_set():
-                failure.append(str(e))
-                ready.set()
-            else:
-                log.exception("OPC UA server")
-        finally:
-            loop.close()
 
     async def _serve(self, ready: threading.Event, failure: list[str]) -> None:
         server = Server()
@@ -110,7 +83,7 @@ class OpcUaServer:
         try:
             await server.start()
         except OSError as e:
-            failure.append(e.strerror or _why_not_listening(self.host, self.port, e))
+            failure.append(e.strerror or why_not_listening(self.host, self.port, e))
             ready.set()
             return
 

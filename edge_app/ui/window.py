@@ -302,7 +302,7 @@ class StationWindow(QMainWindow):
             self._log(logging.WARNING, "trigger ignored: the last one is still being inspected, or not inspecting")
 
     def _open_plc(self) -> None:
-        from edge_app.plc.modbus import PlcServerError
+        from edge_app.plc.serving import PlcServerError
 
         try:
             self.station.open_plc()

@@ -344,7 +344,8 @@ def test_a_wrong_unit_id_is_refused():
 
 
 def test_a_port_in_use_is_one_line_naming_the_setting():
-    from edge_app.plc.modbus import ModbusServer, PlcServerError
+    from edge_app.plc.modbus import ModbusServer
+    from edge_app.plc.serving import PlcServerError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
