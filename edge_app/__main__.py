@@ -22,6 +22,7 @@ from edge_app.settings import (
     load_config,
     save_config,
 )
+from models.cli import command_parser
 from models.options import add_flags, given
 
 EPILOG = """\
@@ -59,11 +60,10 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m edge_app",
+    p = command_parser(
+        "python -m edge_app",
+        EPILOG,
         description="pininspect operator station: inspects connector pins for BENDNG / NUKENG defects.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help=f"settings file (default {default_config_path()})")
     add_flags(p, StationConfig, only_given=True)  # one flag per setting that has one

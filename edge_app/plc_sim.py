@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_app.plc.client import Cycle, PlcClientError, connect, cycle, wait_for
 from edge_app.plc.registers import FaultCode, ResultCode
+from models.cli import command_parser
 
 EPILOG = """\
 start the station first, e.g.
@@ -31,11 +32,10 @@ The register map and the handshake are in the README, "The station on the line".
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m edge_app.plc_sim",
+    p = command_parser(
+        "python -m edge_app.plc_sim",
+        EPILOG,
         description="Drive N PLC handshake cycles against a running station and report results and cycle times.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--plc", required=True, metavar="PROTO[:HOST[:PORT]]", help="modbus[:HOST[:PORT]] or opcua[:HOST[:PORT]]"

@@ -18,13 +18,12 @@ selection sets (`--sets procedural-select,blender-select`).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from models.checkpoint import CheckpointError
-from models.cli import command_parser
+from models.cli import command_parser, write_json
 from models.labels import LabelsError
 from models.part import PartSpecError, load_part
 from training import datasets
@@ -121,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_rows(rows, checkpoint))
-    if args.json:
-        try:
-            args.json.write_text(json.dumps({"checkpoint": str(checkpoint), "rows": rows}, indent=2) + "\n")
-        except OSError as e:
-            print(f"error: {args.json}: cannot write ({e.strerror})", file=sys.stderr)
-            return 2
-    return 0
+    return write_json(args.json, {"checkpoint": str(checkpoint), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from models import overlay
 from models.checkpoint import CheckpointError, load_checkpoint
-from models.cli import command_parser
+from models.cli import command_parser, write_json
 from models.decision import decide
 from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
@@ -195,13 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_report(result)
-    if args.json:
-        try:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as e:
-            print(f"error: {args.json}: cannot write the metrics ({e.strerror or e})", file=sys.stderr)
-            return 2
-    return 0
+    return write_json(args.json, result)
 
 
 if __name__ == "__main__":
