@@ -28,7 +28,7 @@ from models.cli import guarded
 from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
 from models.metrics import format_metrics, metrics
 from models.part import CLASSES, PartSpecError, part_from_dict
-from models.preprocess import FrameError, InputSpec, read_frame
+from models.preprocess import InputSpec, readable_frames
 from models.runtime import Runtime
 
 InputError = LabelsError  # a folder or labels file that cannot be used
@@ -44,12 +44,7 @@ def read_frames(
     """Batches of (names, frames); an unreadable or wrong-size image is skipped with a warning."""
     chunk: list[str] = []
     frames: list[np.ndarray] = []
-    for name in names:
-        try:
-            img = read_frame(root / name, spec)
-        except FrameError as e:
-            print(f"warning: skipping {e}", file=sys.stderr)
-            continue
+    for name, img in readable_frames(root, names, spec):
         chunk.append(name)
         frames.append(img)
         if len(chunk) == batch:

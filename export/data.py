@@ -6,7 +6,6 @@ one preprocessing definition (`models.preprocess`), so a 600-image evaluation se
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from models.labels import list_images, read_labels
 from models.part import PartSpec
-from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
+from models.preprocess import InputSpec, crop_resize, normalize, readable_frames
 from models.synth.dataset import SynthConfig, generate, parse_styles
 
 
@@ -69,12 +68,7 @@ def load(folder: Path, ispec: InputSpec, name: str, limit: int | None = None) ->
     labels_csv = Path(folder) / "labels.csv"
     truth = read_labels(labels_csv) if labels_csv.exists() else None
     small, files, labels, pins = [], [], [], []
-    for n in names:
-        try:
-            img = read_frame(root / n, ispec)
-        except FrameError as e:
-            print(f"warning: skipping {e}", file=sys.stderr)
-            continue
+    for n, img in readable_frames(root, names, ispec):
         if truth is not None and n not in truth:
             continue  # labelled folder: an image without a label cannot be scored
         small.append(crop_resize(img, ispec))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -118,3 +121,13 @@ def read_frame(path: Any, spec: InputSpec) -> np.ndarray:
     except FrameError as e:
         raise FrameError(f"{path}: {e}") from None
     return img
+
+
+def readable_frames(root: Path | str, names: Iterable[str], spec: InputSpec) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, frame) for every file under `root` that reads as a frame for `spec`; an unreadable
+    or wrong-size one is skipped with a warning on stderr that names it."""
+    for name in names:
+        try:
+            yield name, read_frame(Path(root) / name, spec)
+        except FrameError as e:
+            print(f"warning: skipping {e}", file=sys.stderr)
