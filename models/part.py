@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,17 @@ def load_part(name_or_path: str | Path) -> PartSpec:
     except json.JSONDecodeError as e:
         raise PartSpecError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     return part_from_dict(raw, source=str(path))
+
+
+def dataset_identity(
+    spec: PartSpec, n: int, seed: int, classes: Sequence[str], defect_columns: Sequence[int] | None
+) -> dict[str, Any]:
+    """What a labelled data set's dataset.json says it holds, whichever renderer made it."""
+    return {
+        "part": spec.name,
+        "part_fingerprint": spec.fingerprint(),
+        "n": n,
+        "seed": seed,
+        "classes": list(classes),
+        "defect_columns": list(defect_columns) if defect_columns else None,
+    }

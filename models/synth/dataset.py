@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.options import option
-from models.part import PartSpec
+from models.part import PartSpec, dataset_identity
 from models.synth.render import STYLES, ground_truth, render, sample_params
 
 GENERATOR_VERSION = "1"
@@ -191,12 +191,7 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
     """What decides a data set's pixels and labels, as dataset.json records it."""
     return {
         "generator_version": GENERATOR_VERSION,
-        "part": spec.name,
-        "part_fingerprint": spec.fingerprint(),
-        "n": cfg.n,
-        "seed": cfg.seed,
-        "classes": list(cfg.classes),
-        "defect_columns": list(cfg.defect_columns) if cfg.defect_columns else None,
+        **dataset_identity(spec, cfg.n, cfg.seed, cfg.classes, cfg.defect_columns),
         "styles": dict(cfg.styles),
         "widen": cfg.widen,
         "max_defects": cfg.max_defects,

@@ -18,7 +18,7 @@ imports torch.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -379,10 +379,35 @@ def _blend(img: np.ndarray, layer: np.ndarray, alpha: float) -> None:
 
 
 def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) -> None:
-    flat = p["style"] == "flat"
     look = {**_PLAIN_LOOK, **p.get("look", {})}
-    ow = max(1, int(round(p["outline"]))) if flat else 1
-    outline = (20, 20, 20) if flat else None
+    _draw_housing(img, spec, p, cam, look)
+    base, tip = pin_geometry(spec, p)
+    _draw_holes(img, spec, p, cam, look, base)
+    pins = _Pins(base, tip, np.linalg.norm(tip - base, axis=1), spec.pin_diameter / 2 * look["pin_width"])
+    if p["style"] != "flat" and look["shadow"] > 0:
+        _draw_pin_shadows(img, spec, p, cam, look, pins)
+    _draw_pins(img, spec, p, cam, look, pins)
+
+
+class _Pins(NamedTuple):
+    """Where the pins stand (part units), how long each is, and their drawn radius."""
+
+    base: np.ndarray
+    tip: np.ndarray
+    lengths: np.ndarray
+    radius: float
+
+
+def _outline(p: dict[str, Any]) -> tuple[int, Any]:
+    """Line width and colour of the flat style's outlines (none in the photo style)."""
+    flat = p["style"] == "flat"
+    return (max(1, int(round(p["outline"]))) if flat else 1), ((20, 20, 20) if flat else None)
+
+
+def _draw_housing(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera, look: dict[str, Any]) -> None:
+    """The housing's front face and top, its sheen and lit edge, and the pin-1 triangle."""
+    flat = p["style"] == "flat"
+    ow, outline = _outline(p)
     hc = p["housing_colour"]
     dark_housing = sum(hc) / 3 < 110
     m = spec.housing_margin * look["margin"]
@@ -404,24 +429,23 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
         _blend(img, cv2.GaussianBlur(layer, (0, 0), 6), min(0.8, look["sheen"] * 1.5))
     if not flat:  # a lit edge along the top front
         e = cam.project(top[:2])
-        cv2.line(
-            img,
-            tuple(np.round(e[0]).astype(int)),
-            tuple(np.round(e[1]).astype(int)),
-            _scale(hc, 1.5) if dark_housing else _scale(hc, 1.08),
-            1,
-            _AA,
-        )
+        lit = _scale(hc, 1.5) if dark_housing else _scale(hc, 1.08)
+        cv2.line(img, tuple(np.round(e[0]).astype(int)), tuple(np.round(e[1]).astype(int)), lit, 1, _AA)
     # pin-1 triangle on the housing top, near pin 1 (top-left as seen)
     tri = np.array([[-W + 0.2 * m, H - 0.2 * m, 0], [-W + 0.55 * m, H - 0.2 * m, 0], [-W + 0.2 * m, H - 0.55 * m, 0]])
     mark = (200, 200, 200) if dark_housing else _scale(hc, 0.55)
     _poly(img, cam.project(tri), mark)
 
-    base, tip = pin_geometry(spec, p)
-    radius = spec.pin_diameter / 2 * look["pin_width"]
+
+def _draw_holes(
+    img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera, look: dict[str, Any], base: np.ndarray
+) -> None:
+    """Every pin's hole in the housing top, dark inside, with a lit or dark rim where the look has one."""
+    flat = p["style"] == "flat"
+    _, outline = _outline(p)
+    hc = p["housing_colour"]
     hole_r = min(spec.pin_diameter / 2 * spec.hole_ratio * look["hole_size"], 0.47)
-    n = spec.n_pins
-    vert = np.tile([0.0, 0, 1], (n, 1))
+    vert = np.tile([0.0, 0, 1], (spec.n_pins, 1))
     hole_col = (8, 8, 8) if flat else _scale(hc, look["hole_inside"])
     holes = cam.project(_circles(base, hole_r, vert))
     rim = None
@@ -429,22 +453,37 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
         rim = tuple(int(c + (245 - c) * look["hole_rim"]) for c in hc)
     elif not flat and look["hole_rim"] < -0.05:
         rim = _scale(hc, 1 + look["hole_rim"])
-    for k in range(n):
+    for k in range(spec.n_pins):
         _poly(img, holes[k], hole_col, outline, 1)
         if rim is not None:
             cv2.polylines(img, [np.round(holes[k] * 16).astype(np.int32)], True, rim, 1, _AA, shift=4)
-    lengths = np.linalg.norm(tip - base, axis=1)
-    if not flat and look["shadow"] > 0:  # each pin's shadow on the housing top, away from the light
-        a = math.radians(look["shadow_dir"])
-        sdir = np.array([math.cos(a), math.sin(a), 0.0]) * look["shadow_len"]
-        layer = img.copy()
-        ends = cam.project(base + sdir[None] * (lengths / spec.pin_height)[:, None])
-        starts = cam.project(base)
-        width = max(1, int(round(radius * p["pitch_px"] * 1.6)))
-        for k in range(n):
-            if lengths[k] > 1e-3:
-                cv2.line(layer, _ipt(starts[k]), _ipt(ends[k]), _scale(hc, 0.2), width, _AA)
-        _blend(img, cv2.GaussianBlur(layer, (0, 0), 1.5), look["shadow"])
+
+
+def _draw_pin_shadows(
+    img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera, look: dict[str, Any], pins: _Pins
+) -> None:
+    """Each pin's shadow on the housing top, away from the light, as long as the pin stands."""
+    base, lengths, radius = pins.base, pins.lengths, pins.radius
+    a = math.radians(look["shadow_dir"])
+    sdir = np.array([math.cos(a), math.sin(a), 0.0]) * look["shadow_len"]
+    layer = img.copy()
+    ends = cam.project(base + sdir[None] * (lengths / spec.pin_height)[:, None])
+    starts = cam.project(base)
+    width = max(1, int(round(radius * p["pitch_px"] * 1.6)))
+    for k in range(spec.n_pins):
+        if lengths[k] > 1e-3:
+            cv2.line(layer, _ipt(starts[k]), _ipt(ends[k]), _scale(p["housing_colour"], 0.2), width, _AA)
+    _blend(img, cv2.GaussianBlur(layer, (0, 0), 1.5), look["shadow"])
+
+
+def _draw_pins(
+    img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera, look: dict[str, Any], pins: _Pins
+) -> None:
+    """The pins, back row first so that nearer pins paint over farther ones: a flat bar and end
+    in the flat style; a shaded cylinder with a bright line and a lit end in the photo style."""
+    base, tip, lengths, radius = pins
+    flat = p["style"] == "flat"
+    ow, outline = _outline(p)
     axes = (tip - base) / np.maximum(lengths, 1e-9)[:, None]
     bcs = cam.project(_circles(base, radius, axes))
     tcs = cam.project(_circles(tip, radius, axes))
@@ -454,7 +493,7 @@ def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) 
     body, dark = tuple(pc), _scale(pc, look["body_dark"])
     bright, cap, spot = _scale(pc, look["highlight_light"]), _scale(pc, look["cap_light"]), _scale(pc, 1.9)
     ls = p["light_side"]
-    for k in range(n):  # back row first: nearer pins paint over farther ones
+    for k in range(spec.n_pins):
         if lengths[k] < 1e-3:
             continue
         tc = tcs[k]

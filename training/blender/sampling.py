@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.part import CLASSES, PartSpec
+from models.part import CLASSES, PartSpec, dataset_identity
 
 GENERATOR = "blender"
 GENERATOR_VERSION = "1"
@@ -47,12 +47,7 @@ def settings(spec: PartSpec, cfg: BlenderConfig) -> dict[str, Any]:
     return {
         "generator": GENERATOR,
         "generator_version": GENERATOR_VERSION,
-        "part": spec.name,
-        "part_fingerprint": spec.fingerprint(),
-        "n": cfg.n,
-        "seed": cfg.seed,
-        "classes": list(cfg.classes),
-        "defect_columns": list(cfg.defect_columns) if cfg.defect_columns else None,
+        **dataset_identity(spec, cfg.n, cfg.seed, cfg.classes, cfg.defect_columns),
         "widen": cfg.widen,
         "samples": cfg.samples,
     }

@@ -281,65 +281,75 @@ def _background(spec: PartSpec, p: dict[str, Any]) -> None:
     link(ramp.outputs["Color"], mottle.inputs[7])
     colour_out = mottle.outputs[2]
     bsdf.inputs["Roughness"].default_value = b["roughness"]
-    if b["kind"] == "pcb":
-        # Copper traces under the solder mask show as lighter lines, routed along x in some
-        # places and along y in others; pads and vias as tin dots.
-        along: list[Any] = []
-        for direction in ("X", "Y"):
-            waves = _node(tree, "ShaderNodeTexWave", Scale=b["trace_scale"], Distortion=0.0, Detail=0.0)
-            waves.wave_type, waves.bands_direction = "BANDS", direction
-            link(vec, waves.inputs["Vector"])
-            along.append(_math(tree, "GREATER_THAN", waves.outputs["Fac"], 0.82))
-        routing = _node(tree, "ShaderNodeTexNoise", Scale=0.25, Detail=0.0)
-        routing.noise_dimensions = "2D"
-        link(vec, routing.inputs["Vector"])
-        in_x = _math(tree, "GREATER_THAN", routing.outputs["Fac"], 0.5)
-        in_y = _math(tree, "SUBTRACT", 1.0, in_x)
-        traces = _node(tree, "ShaderNodeMath")
-        traces.operation = "MAXIMUM"
-        link(_math(tree, "MULTIPLY", along[0], in_x), traces.inputs[0])
-        link(_math(tree, "MULTIPLY", along[1], in_y), traces.inputs[1])
-        lighter = _node(tree, "ShaderNodeMix")
-        lighter.data_type = "RGBA"
-        link(traces.outputs["Value"], lighter.inputs["Factor"])
-        link(colour_out, lighter.inputs[6])
-        lighter.inputs[7].default_value = (b["colour"][0] * 1.8, b["colour"][1] * 1.9, b["colour"][2] * 1.5, 1)
-        cells = _node(tree, "ShaderNodeTexVoronoi", Scale=0.3)
-        cells.voronoi_dimensions = "2D"
-        link(vec, cells.inputs["Vector"])
-        pads = _node(tree, "ShaderNodeMath")
-        pads.operation = "LESS_THAN"
-        pads.inputs[1].default_value = b["pad_size"]
-        link(cells.outputs["Distance"], pads.inputs[0])
-        tin = _node(tree, "ShaderNodeMix")
-        tin.data_type = "RGBA"
-        link(pads.outputs["Value"], tin.inputs["Factor"])
-        link(lighter.outputs[2], tin.inputs[6])
-        tin.inputs[7].default_value = (0.5, 0.45, 0.3, 1)
-        link(tin.outputs[2], bsdf.inputs["Base Color"])
-        link(pads.outputs["Value"], bsdf.inputs["Metallic"])
-        bump = _node(tree, "ShaderNodeBump", Strength=0.3, Distance=0.05)
-        link(traces.outputs["Value"], bump.inputs["Height"])
-        link(bump.outputs["Normal"], bsdf.inputs["Normal"])
-    else:
-        # Brushed metal: streaks stretched along one direction modulate the roughness.
-        streaks = _node(tree, "ShaderNodeTexNoise", Scale=4.0, Detail=2.0)
-        streaks.noise_dimensions = "2D"
-        stretch = _node(tree, "ShaderNodeMapping")
-        stretch.inputs["Scale"].default_value = (0.05, 6.0, 1.0)
-        link(vec, stretch.inputs["Vector"])
-        link(stretch.outputs["Vector"], streaks.inputs["Vector"])
-        rough = _node(tree, "ShaderNodeMapRange")
-        rough.inputs["To Min"].default_value = max(0.05, b["roughness"] - 0.2)
-        rough.inputs["To Max"].default_value = min(1.0, b["roughness"] + 0.2)
-        link(streaks.outputs["Fac"], rough.inputs["Value"])
-        link(rough.outputs["Result"], bsdf.inputs["Roughness"])
-        link(colour_out, bsdf.inputs["Base Color"])
-        bsdf.inputs["Metallic"].default_value = 0.7
+    surface = _pcb_surface if b["kind"] == "pcb" else _plate_surface
+    surface(tree, bsdf, vec, colour_out, b)
     half = (spec.cols - 1) / 2 + spec.housing_margin + _GRID
     z = -p["housing_depth"]
     verts = [(-half, -half, z), (half, -half, z), (half, half, z), (-half, half, z)]
     _mesh_object("background", verts, [(0, 1, 2, 3)], mat)
+
+
+def _pcb_surface(tree: bpy.types.NodeTree, bsdf: bpy.types.Node, vec: Any, colour_out: Any, b: dict[str, Any]) -> None:
+    """Copper traces under the solder mask show as lighter lines, routed along x in some places
+    and along y in others; pads and vias as tin dots."""
+    link = tree.links.new
+    along: list[Any] = []
+    for direction in ("X", "Y"):
+        waves = _node(tree, "ShaderNodeTexWave", Scale=b["trace_scale"], Distortion=0.0, Detail=0.0)
+        waves.wave_type, waves.bands_direction = "BANDS", direction
+        link(vec, waves.inputs["Vector"])
+        along.append(_math(tree, "GREATER_THAN", waves.outputs["Fac"], 0.82))
+    routing = _node(tree, "ShaderNodeTexNoise", Scale=0.25, Detail=0.0)
+    routing.noise_dimensions = "2D"
+    link(vec, routing.inputs["Vector"])
+    in_x = _math(tree, "GREATER_THAN", routing.outputs["Fac"], 0.5)
+    in_y = _math(tree, "SUBTRACT", 1.0, in_x)
+    traces = _node(tree, "ShaderNodeMath")
+    traces.operation = "MAXIMUM"
+    link(_math(tree, "MULTIPLY", along[0], in_x), traces.inputs[0])
+    link(_math(tree, "MULTIPLY", along[1], in_y), traces.inputs[1])
+    lighter = _node(tree, "ShaderNodeMix")
+    lighter.data_type = "RGBA"
+    link(traces.outputs["Value"], lighter.inputs["Factor"])
+    link(colour_out, lighter.inputs[6])
+    lighter.inputs[7].default_value = (b["colour"][0] * 1.8, b["colour"][1] * 1.9, b["colour"][2] * 1.5, 1)
+    cells = _node(tree, "ShaderNodeTexVoronoi", Scale=0.3)
+    cells.voronoi_dimensions = "2D"
+    link(vec, cells.inputs["Vector"])
+    pads = _node(tree, "ShaderNodeMath")
+    pads.operation = "LESS_THAN"
+    pads.inputs[1].default_value = b["pad_size"]
+    link(cells.outputs["Distance"], pads.inputs[0])
+    tin = _node(tree, "ShaderNodeMix")
+    tin.data_type = "RGBA"
+    link(pads.outputs["Value"], tin.inputs["Factor"])
+    link(lighter.outputs[2], tin.inputs[6])
+    tin.inputs[7].default_value = (0.5, 0.45, 0.3, 1)
+    link(tin.outputs[2], bsdf.inputs["Base Color"])
+    link(pads.outputs["Value"], bsdf.inputs["Metallic"])
+    bump = _node(tree, "ShaderNodeBump", Strength=0.3, Distance=0.05)
+    link(traces.outputs["Value"], bump.inputs["Height"])
+    link(bump.outputs["Normal"], bsdf.inputs["Normal"])
+
+
+def _plate_surface(
+    tree: bpy.types.NodeTree, bsdf: bpy.types.Node, vec: Any, colour_out: Any, b: dict[str, Any]
+) -> None:
+    """Brushed metal: streaks stretched along one direction modulate the roughness."""
+    link = tree.links.new
+    streaks = _node(tree, "ShaderNodeTexNoise", Scale=4.0, Detail=2.0)
+    streaks.noise_dimensions = "2D"
+    stretch = _node(tree, "ShaderNodeMapping")
+    stretch.inputs["Scale"].default_value = (0.05, 6.0, 1.0)
+    link(vec, stretch.inputs["Vector"])
+    link(stretch.outputs["Vector"], streaks.inputs["Vector"])
+    rough = _node(tree, "ShaderNodeMapRange")
+    rough.inputs["To Min"].default_value = max(0.05, b["roughness"] - 0.2)
+    rough.inputs["To Max"].default_value = min(1.0, b["roughness"] + 0.2)
+    link(streaks.outputs["Fac"], rough.inputs["Value"])
+    link(rough.outputs["Result"], bsdf.inputs["Roughness"])
+    link(colour_out, bsdf.inputs["Base Color"])
+    bsdf.inputs["Metallic"].default_value = 0.7
 
 
 def _direction(azimuth_deg: float, elevation_deg: float) -> Vector:
