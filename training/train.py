@@ -45,6 +45,7 @@ from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
 from models.synth.dataset import BOTH_STYLES, SynthConfig, SynthError, generate_once, parse_styles
+from training import datasets
 from training.data import DataError, Samples, click_targets, concat, dense_targets, folder_hash, load_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +71,8 @@ class DataConfig:
     val_defect_columns: list[int] | None = None
     folder: str | None = None  # a labelled folder to train on instead of rendering one
     mix_folder: str | None = None  # a labelled folder trained on together with the renders (or `folder`)
+    mix_set: str | None = None  # or a named set (training/datasets.py, e.g. blender-train), rendered once
+    mix_n: int | None = None  # frames of mix_set: the first mix_n of its seed (None: the whole set)
     val_folder: str | None = None
 
 
@@ -267,11 +270,25 @@ def prepare_data(
         "val": str(val_dir),
         "val_hash": folder_hash(val_dir),
     }
-    if d.mix_folder:
-        mix = load_folder(Path(d.mix_folder), ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
+    mix_dir = _mix_folder(d, part, cfg.workers, progress)
+    if mix_dir is not None:
+        mix = load_folder(mix_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
         train = concat(train, mix)
-        info.update(mix=str(d.mix_folder), mix_hash=folder_hash(Path(d.mix_folder)))
+        info.update(mix=str(mix_dir), mix_hash=folder_hash(mix_dir))
     return train, val, info
+
+
+def _mix_folder(d: DataConfig, part: PartSpec, workers: int, progress: bool) -> Path | None:
+    """The labelled folder trained on beside the renders: `mix_folder`, or the named set
+    `mix_set` (rendered into data/ on first use, by the Blender renderer for a Blender set)."""
+    if d.mix_set and d.mix_folder:
+        raise ValueError("data.mix_set and data.mix_folder: give one of them")
+    if not d.mix_set:
+        return Path(d.mix_folder) if d.mix_folder else None
+    try:
+        return datasets.materialize(datasets.get(d.mix_set), part, n=d.mix_n, workers=workers, progress=progress)
+    except datasets.DatasetError as e:
+        raise DataError(f"data.mix_set: {e}") from None
 
 
 def camera_augment(

@@ -186,3 +186,31 @@ def test_camera_augment_moves_the_pin_positions_with_the_image():
         for x, y in moved.reshape(-1, 2):  # each marked point is still bright where the truth now says
             patch = out[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 2 : int(round(x)) + 3].max()
             assert patch > 60, (x, y)
+
+
+def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_path, monkeypatch):
+    """--set data.mix_set=blender-train --set data.mix_n=N: the recipe names the set, the
+    registry renders it (cached) and its frames join the training renders."""
+    from training import datasets
+    from training import train as train_mod
+
+    renders, extra = tmp_path / "renders", tmp_path / "extra"
+    generate(SPEC, SynthConfig(n=12, seed=5), renders, progress=False)
+    generate(SPEC, SynthConfig(n=6, seed=6), extra, progress=False)
+    asked = []
+
+    def materialize(s, part, n=None, workers=2, progress=True):
+        asked.append((s.name, s.renderer, part.name, n))
+        return extra
+
+    monkeypatch.setattr(datasets, "materialize", materialize)
+    base = [f"data.folder={renders}", f"data.val_folder={renders}", "workers=1"]
+    cfg = resolve_config(None, None, [*base, "data.mix_set=blender-train", "data.mix_n=6"])
+    train_set, _, info = train_mod.prepare_data(cfg, SPEC, InputSpec(), progress=False)
+    assert asked == [("blender-train", "blender", "default", 6)]
+    assert len(train_set) == 18 and info["mix"] == str(extra)
+    with pytest.raises(train_mod.DataError, match="data.mix_set: unknown data set 'blender-tran'"):
+        train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-tran"]), SPEC, InputSpec())
+    both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
+    with pytest.raises(ValueError, match="give one of them"):
+        train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
