@@ -10,7 +10,9 @@ Every figure in the card comes from this command.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from models.cli import command_parser
 from models.part import load_part
 from training import datasets
 from training.evaluate import evaluate
+from training.train import TrainConfig
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -148,25 +151,50 @@ def _stages(spec: dict[str, Any], summary: dict[str, Any], first: dict[str, Any]
     return stages
 
 
+def _changed(tc: dict[str, Any], base: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
+    """`--set` arguments for every setting of a run's config that differs from TrainConfig's
+    defaults (nested data settings as data.KEY), shell-quoted where needed."""
+    base = dataclasses.asdict(TrainConfig()) if base is None else base
+    out: list[str] = []
+    for key, value in tc.items():
+        default = base.get(key, object())
+        if key == "out":
+            continue
+        if key == "data" and isinstance(value, dict) and isinstance(default, dict):
+            out += _changed(value, default, f"{prefix}{key}.")
+        elif value != default:
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            out.append(shlex.quote(f"{prefix}{key}={text}"))
+    return out
+
+
 def _reproduce(spec: dict[str, Any]) -> list[str]:
     """The commands that remake this model, from its own config."""
     tc = spec["train_config"]
+    seen = blender_frames(spec)
+    render_blender = (
+        f"# the Blender frames: .venv-blender/bin/python -m training.blender --out {seen[1]} "
+        f"--n {seen[0]} --seed {datasets.get('blender-train').seed}   (~3-4 s a frame on 2 cores)"
+        if seen
+        else ""
+    )
     if not tc.get("init_from"):
-        return [
-            "python -m training.train                      # the default recipe -> runs/default/",
-            "python -m training.ship                       # -> models/default/ + this card",
+        lines = []
+        if seen and not tc["data"].get("mix_set"):
+            lines.append(render_blender)
+        elif seen:
+            lines.append(f"# renders the {seen[0]} Blender frames on first use (make blender-venv; ~3-4 s a frame)")
+        return lines + [
+            "python -m training.train" + "".join(f" --set {x}" for x in _changed(tc)) + f"   # -> runs/{tc['name']}/",
+            f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
         ]
     sets = [f"name={tc['name']}", f"data.n={tc['data']['n']}", f"epochs={tc['epochs']}", f"lr={tc['lr']}"]
     lines = [
         f"# stage 1 made {tc['init_from']}: python -m training.train && python -m training.ship; stage 2 starts from it"
     ]
-    seen = blender_frames(spec)
     if seen:
         sets.append(f"data.mix_folder={seen[1]}")
-        lines.append(
-            f"# the Blender frames: .venv-blender/bin/python -m training.blender --out {seen[1]} "
-            f"--n {seen[0]} --seed {datasets.get('blender-train').seed}   (~3-4 s a frame on 2 cores)"
-        )
+        lines.append(render_blender)
     lines += [
         f"python -m training.train --preset continue --set init_from={tc['init_from']} "
         + " ".join(f"--set {x}" for x in sets),

@@ -61,3 +61,31 @@ def test_a_run_with_blender_frames_says_so_and_how_to_remake_it(tmp_path):
     cmds = "\n".join(_reproduce(spec))
     assert f"--set data.mix_folder={blender}" in cmds and "--set data.n=7000 --set epochs=5 --set lr=0.001" in cmds
     assert f"-m training.blender --out {blender} --n 1000 --seed 757575" in cmds
+
+
+def test_a_one_stage_run_is_remade_by_the_settings_it_changed(tmp_path):
+    """The card's command is the run's own: every setting that differs from the defaults, so a
+    run trained with Blender frames beside the renders is not remade as the plain default."""
+    import dataclasses
+
+    from training.ship import _reproduce
+    from training.train import TrainConfig
+
+    tc = dataclasses.asdict(TrainConfig())
+    tc["data"].update(n=6000, mix_set="blender-train", mix_n=1000)
+    tc["model_overrides"] = {"stem_depth": 2, "depth": 4}
+    blender = tmp_path / "blender-train-default-x-757575-1000"
+    blender.mkdir()
+    (blender / "dataset.json").write_text(json.dumps({"generator": "blender", "n": 1000}))
+    spec = {"train_config": tc, "data": {"train": str(tmp_path / "synth"), "mix": str(blender)}}
+    train, ship = _reproduce(spec)[-2:]
+    assert train == (
+        """python -m training.train --set 'model_overrides={"stem_depth":2,"depth":4}' """
+        "--set data.n=6000 --set data.mix_set=blender-train --set data.mix_n=1000   # -> runs/default/"
+    )
+    assert ship.startswith("python -m training.ship --run runs/default ")
+    assert "renders the 1000 Blender frames on first use" in _reproduce(spec)[0]
+    assert _reproduce({"train_config": dataclasses.asdict(TrainConfig()), "data": {}}) == [
+        "python -m training.train   # -> runs/default/",
+        "python -m training.ship --run runs/default   # -> models/default/ + this card",
+    ]
