@@ -141,7 +141,23 @@ class Source:
         return f
 
 
-class CameraSource(Source):
+class _CaptureSource(Source):
+    """A source read through an OpenCV VideoCapture (`self._cap`, None while closed)."""
+
+    _cap: cv2.VideoCapture | None = None
+
+    def _capture(self) -> cv2.VideoCapture:
+        if self._cap is None:
+            raise SourceError(f"{self.describe()}: not open")
+        return self._cap
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class CameraSource(_CaptureSource):
     live = True
     retry = True
 
@@ -165,20 +181,13 @@ class CameraSource(Source):
         self._cap = cap
 
     def read(self) -> Frame:
-        if self._cap is None:
-            raise SourceError(f"{self.describe()}: not open")
-        ok, img = self._cap.read()
+        ok, img = self._capture().read()
         if not ok or img is None or img.size == 0:
             raise SourceError(f"{self.describe()}: no frame (unplugged or stopped)")
         return self._frame(img)
 
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
 
-
-class VideoSource(Source):
+class VideoSource(_CaptureSource):
     live = False
     retry = False
 
@@ -202,22 +211,16 @@ class VideoSource(Source):
         self._cap, self._in_pass = cap, 0
 
     def read(self) -> Frame:
-        if self._cap is None:
-            raise SourceError(f"{self.describe()}: not open")
-        ok, img = self._cap.read()
+        cap = self._capture()
+        ok, img = cap.read()
         if not ok and self.loop and self._in_pass > 0:
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             self._in_pass = 0
-            ok, img = self._cap.read()
+            ok, img = cap.read()
         if not ok or img is None:
             raise EndOfStream(f"{self.describe()}: ended after {self._index} frames")
         self._in_pass += 1
         return self._frame(img)
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
 
 
 class FolderSource(Source):

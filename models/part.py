@@ -135,36 +135,50 @@ def _check_number(where: str, value: Any, lo: float, hi: float, integer: bool = 
     return int(value) if integer else float(value)
 
 
-# Allowed bounds per field: (kind, low, high). Ranges outside them are impossible for this camera.
-_PART_FIELDS: dict[str, tuple[str, float, float]] = {
-    "rows": ("int", 1, 12),
-    "cols": ("int", 1, 40),
-    "pin_diameter": ("num", 0.05, 0.9),
-    "pin_height": ("num", 0.2, 6.0),
-    "hole_ratio": ("num", 1.0, 1.9),
-    "housing_margin": ("num", 0.3, 4.0),
-    "housing_depth": ("range", 0.1, 6.0),
-}
-_CAMERA_FIELDS: dict[str, tuple[str, float, float]] = {
-    "frame_width": ("int", 64, 4096),
-    "frame_height": ("int", 64, 4096),
-    "tilt_deg": ("range", 0.0, 60.0),
-    "pitch_px": ("range", 4.0, 400.0),
-    "center_jitter_px": ("num", 0.0, 500.0),
-    "rotation_deg": ("num", 0.0, 45.0),
-    "scale_jitter": ("num", 0.0, 0.5),
-    "distance_pitch": ("range", 5.0, 1000.0),
-    "illumination": ("num", 0.0, 0.9),
-    "color_cast": ("num", 0.0, 0.5),
-    "blur_sigma": ("range", 0.0, 10.0),
-    "noise_sigma": ("range", 0.0, 50.0),
-    "jpeg_quality": ("range", 10.0, 100.0),
-}
-_DEFECT_FIELDS: dict[str, tuple[str, float, float]] = {
-    "bend_deg": ("range", 0.5, 80.0),
-    "nuke_height": ("range", 0.0, 0.95),
-    "ok_tolerance_pitch": ("num", 0.0, 0.2),
-}
+# Allowed bounds per field. Values outside them are impossible for this camera. Kind: int, num
+# (one number) or range (a [low, high] pair inside the bounds).
+_BOUNDS = """
+section  field               kind   low   high
+part     rows                int    1     12
+part     cols                int    1     40
+part     pin_diameter        num    0.05  0.9
+part     pin_height          num    0.2   6.0
+part     hole_ratio          num    1.0   1.9
+part     housing_margin      num    0.3   4.0
+part     housing_depth       range  0.1   6.0
+camera   frame_width         int    64    4096
+camera   frame_height        int    64    4096
+camera   tilt_deg            range  0.0   60.0
+camera   pitch_px            range  4.0   400.0
+camera   center_jitter_px    num    0.0   500.0
+camera   rotation_deg        num    0.0   45.0
+camera   scale_jitter        num    0.0   0.5
+camera   distance_pitch      range  5.0   1000.0
+camera   illumination        num    0.0   0.9
+camera   color_cast          num    0.0   0.5
+camera   blur_sigma          range  0.0   10.0
+camera   noise_sigma         range  0.0   50.0
+camera   jpeg_quality        range  10.0  100.0
+defects  bend_deg            range  0.5   80.0
+defects  nuke_height         range  0.0   0.95
+defects  ok_tolerance_pitch  num    0.0   0.2
+"""
+
+
+def _bounds(section: str) -> dict[str, tuple[str, float, float]]:
+    """The (kind, low, high) of every field of one section of the table above."""
+    rows = [line.split() for line in _BOUNDS.strip().splitlines()[1:]]
+    num = {"int": int}
+    return {
+        name: (kind, num.get(kind, float)(lo), num.get(kind, float)(hi))
+        for sec, name, kind, lo, hi in rows
+        if sec == section
+    }
+
+
+_PART_FIELDS = _bounds("part")
+_CAMERA_FIELDS = _bounds("camera")
+_DEFECT_FIELDS = _bounds("defects")
 
 
 def _parse_fields(where: str, raw: dict[str, Any], fields: dict[str, tuple[str, float, float]]) -> dict[str, Any]:
