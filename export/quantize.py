@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from export.build import ExportConfig, ExportError, GateFailed, build_bundle
 from models.cli import guarded
+from models.files import atomic_write
 from models.options import add_flags, from_args
 from models.part import PartSpecError
 
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def export() -> int:
         build_bundle(cfg, progress=not args.quiet)
+        record_in_card(Path(cfg.out), sys.argv[1:] if argv is None else argv)
         return 0
 
     return guarded(
@@ -58,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
         {GateFailed: 1, (ExportError, PartSpecError): 2},
         "interrupted; the output folder was not changed",
     )
+
+
+def record_in_card(out: Path, argv: list[str]) -> None:
+    """The model card beside the bundle (training.ship writes it before the export) gets the
+    export command as it was run, so its Reproduce block remakes this very bundle."""
+    card = out / "MODEL_CARD.md"
+    if not card.exists():
+        return
+    flags = " ".join(shlex.quote(a) for a in argv if a != "--quiet")
+    command = f"python -m export.quantize {flags}".rstrip() + "   # -> the INT8 / FP32 bundle beside this card"
+    lines = card.read_text().splitlines()
+    new = [command if line.startswith("python -m export.quantize") else line for line in lines]
+    if new != lines:
+        atomic_write(card, "\n".join(new) + "\n")
 
 
 if __name__ == "__main__":

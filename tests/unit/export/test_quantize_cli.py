@@ -43,3 +43,16 @@ def test_every_flag_sets_its_config_field(monkeypatch):
     )  # fmt: skip
     assert seen == [want]
     assert main([]) == 0 and seen[-1] == ExportConfig()
+
+
+def test_the_model_card_records_the_export_as_it_was_run(tmp_path):
+    """training.ship writes the card before the export; the export then puts its own command
+    (flags included, e.g. --float-stem) into the card's Reproduce block."""
+    from export.quantize import record_in_card
+
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("## Reproduce\n\n```bash\npython -m export.quantize --name default   # -> bundle\n```\n")
+    record_in_card(tmp_path, ["--name", "default", "--float-stem", "--quiet"])
+    assert "python -m export.quantize --name default --float-stem   # -> the INT8" in card.read_text()
+    assert card.read_text().startswith("## Reproduce\n\n```bash\n") and card.read_text().endswith("```\n")
+    record_in_card(tmp_path / "nowhere", ["--name", "x"])  # no card: nothing to do
