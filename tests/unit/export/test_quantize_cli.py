@@ -32,6 +32,8 @@ def test_every_flag_sets_its_config_field(monkeypatch):
 
     seen = []
     monkeypatch.setattr(q, "build_bundle", lambda cfg, progress: seen.append(cfg))
+    cards = []  # the real one would rewrite models/default/MODEL_CARD.md, the default --out
+    monkeypatch.setattr(q, "record_in_card", lambda out, argv: cards.append((str(out), argv)))
     argv = ["--checkpoint", "c.safetensors", "--out", "b", "--models", "onnxruntime/fp32,openvino/fp32"]
     argv += ["--calib-n", "10", "--eval-n", "20", "--eval-seed", "3", "--no-gate", "--float-stem"]
     argv += ["--reduce-range", "--max-drop", "1.5", "--ort-calibration", "entropy", "--name", "line 4"]
@@ -43,6 +45,7 @@ def test_every_flag_sets_its_config_field(monkeypatch):
     )  # fmt: skip
     assert seen == [want]
     assert main([]) == 0 and seen[-1] == ExportConfig()
+    assert cards == [("b", argv), ("models/default", [])]
 
 
 def test_the_model_card_records_the_export_as_it_was_run(tmp_path):
