@@ -255,6 +255,7 @@ def prepare_data(
     cfg: TrainConfig, part: PartSpec, ispec: InputSpec, progress: bool = True
 ) -> tuple[Samples, Samples, dict[str, str]]:
     d = cfg.data
+    mix_dir = _mix_folder(d, part, cfg.workers, progress)  # first: a set that cannot be made fails before the renders
     train_dir = (
         Path(d.folder)
         if d.folder
@@ -276,7 +277,6 @@ def prepare_data(
         "val": str(val_dir),
         "val_hash": folder_hash(val_dir),
     }
-    mix_dir = _mix_folder(d, part, cfg.workers, progress)
     if mix_dir is not None:
         mix = load_folder(mix_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
         train = concat(train, mix)
@@ -292,7 +292,11 @@ def _mix_folder(d: DataConfig, part: PartSpec, workers: int, progress: bool) -> 
     if not d.mix_set:
         return Path(d.mix_folder) if d.mix_folder else None
     try:
-        return datasets.materialize(datasets.get(d.mix_set), part, n=d.mix_n, workers=workers, progress=progress)
+        named = datasets.get(d.mix_set)
+        if named.role != "train":  # a model trained on a test or selection set would be scored on what it saw
+            ok = ", ".join(n for n, s in datasets.SETS.items() if s.role == "train")
+            raise datasets.DatasetError(f"{d.mix_set} is a {named.role} set, never trained on (train sets: {ok})")
+        return datasets.materialize(named, part, n=d.mix_n, workers=workers, progress=progress)
     except datasets.DatasetError as e:
         raise DataError(f"data.mix_set: {e}") from None
 

@@ -211,6 +211,9 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
     assert len(train_set) == 18 and info["mix"] == str(extra)
     with pytest.raises(train_mod.DataError, match="data.mix_set: unknown data set 'blender-tran'"):
         train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-tran"]), SPEC, InputSpec())
+    with pytest.raises(train_mod.DataError, match="blender-select is a selection set, never trained on"):
+        train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-select"]), SPEC, InputSpec())
+    assert len(asked) == 1  # refused before anything was rendered
     both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
     with pytest.raises(ValueError, match="give one of them"):
         train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
