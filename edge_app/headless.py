@@ -29,23 +29,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from edge_app.archive import Archive, KeepPolicy, part_pins
-from edge_app.pipeline import (
-    ModelHolder,
-    ModelState,
-    Pipeline,
-    PipelineOptions,
-    Result,
-    RuntimeLike,
-    SourceState,
-    Stats,
-    Trigger,
-    model_choice,
-    model_title,
-    runtime_factory,
-)
+from edge_app.events import ModelState, Result, SourceState, Trigger
+from edge_app.model import RuntimeLike, model_choice, model_title, runtime_factory
+from edge_app.pipeline import Pipeline
 from edge_app.settings import StationConfig
-from edge_app.sources import Source, SourceError, make_source
+from edge_app.station import Station
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 3.0  # how long a stop waits for the capture and inference threads
@@ -118,59 +106,48 @@ def run(
     stdin: TextIO | None = None,
     on_plc: Callable[[Any], None] = lambda link: None,
 ) -> tuple[int, dict[str, Any]]:
-    """Run the pipeline without a window; returns (exit status, summary). Exit 2 when the PLC
-    server cannot listen. `on_plc` gets the PlcLink once it listens (tests read its port)."""
+    """Run the station (the window's core, `Station`) without a window; returns (exit status,
+    summary). Exit 2 when the PLC server cannot listen. `on_plc` gets the PlcLink once it
+    listens (tests read its port)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    triggered = cfg.trigger != "free" or bool(cfg.plc)
-    try:
-        source = make_source(cfg.source, cfg)
-    except (SourceError, ValueError) as e:
-        print(f"error: source: {e}", file=err)
-        return 1, {}
-    holder = ModelHolder(load_runtime or runtime_factory(cfg), describe=str(cfg.model_dir()))
-    pipe: Pipeline | None = None
-    plc: Any = None
-    if cfg.plc:
-        from edge_app.plc.serving import PlcServerError
-
-        try:
-            plc = _open_plc(cfg, lambda: pipe)
-        except PlcServerError as e:
-            print(f"error: {e}", file=err)
-            return 2, {}
-        print(f"plc: serving {plc.describe()}", file=err)
-        on_plc(plc)
-    archive = None
-    if cfg.archive_enabled:  # every NG frame, and the OK and borderline samples KeepPolicy sets
-        on_state = plc.on_archive if plc else None
-        archive = Archive(cfg.archive_path(), on_state=on_state, keep=KeepPolicy.of(cfg), n_pins=part_pins(cfg.part))
-    output = _Output(out, err, quiet, plc)
-    pipe = Pipeline(
-        source,
-        holder,
-        output.on_result,
-        on_status=plc.on_status if plc is not None else None,
+    output = _Output(out, err, quiet)
+    station = Station(
+        cfg,
+        on_result=output.on_result,
         on_message=output.on_message,
-        archive=archive,
-        options=PipelineOptions(
-            max_frames=frames, retry_max_s=cfg.retry_max_s, keep_all_latencies=True, triggered=triggered
-        ),
+        load_runtime=(lambda c: load_runtime) if load_runtime is not None else runtime_factory,
         on_trigger_failed=output.on_trigger_failed,
+        log_messages=False,
     )
-    pipe.set_thresholds(cfg.thresholds)
-    stopped_by: list[str] = []  # the signal that ended the run, once one has
-    old_handlers = _stop_on_signals(pipe, stopped_by)
-    if triggered and cfg.trigger == "stdin":
-        threading.Thread(target=_stdin_triggers, args=(pipe, stdin or sys.stdin, err), daemon=True).start()
     try:
-        status, summary = _run_to_end(cfg, pipe, holder, source, archive, stopped_by, output.lock, out, err, plc)
+        if cfg.plc:
+            from edge_app.plc.serving import PlcServerError
+
+            try:
+                station.open_plc()
+            except PlcServerError as e:
+                print(f"error: {e}", file=err)
+                return 2, {}
+            assert station.plc is not None
+            print(f"plc: serving {station.plc.describe()}", file=err)
+            on_plc(station.plc)
+        if not station.start(max_frames=frames, keep_all_latencies=True):
+            print(f"error: {output.last_error}", file=err)
+            return 1, {}
+        assert station.pipeline is not None
+        stopped_by: list[str] = []  # the signal that ended the run, once one has
+        old_handlers = _stop_on_signals(station.pipeline, stopped_by)
+        try:
+            if station.triggered and cfg.trigger == "stdin":
+                args = (station.pipeline, stdin or sys.stdin, err)
+                threading.Thread(target=_stdin_triggers, args=args, daemon=True).start()
+            return _run_to_end(station, stopped_by, output)
+        finally:
+            for signum, handler in old_handlers.items():
+                signal.signal(signum, handler)
     finally:
-        for signum, handler in old_handlers.items():
-            signal.signal(signum, handler)
-        if plc is not None:
-            plc.close()
-    return status, summary
+        station.close()
 
 
 class _Output:
@@ -178,9 +155,10 @@ class _Output:
     threads; stderr: warnings as they happen. Errors end the run and are printed once at the end,
     so stdout stays a clean JSON stream."""
 
-    def __init__(self, out: TextIO, err: TextIO, quiet: bool, plc: Any):
-        self.out, self.err, self.quiet, self.plc = out, err, quiet, plc
+    def __init__(self, out: TextIO, err: TextIO, quiet: bool):
+        self.out, self.err, self.quiet = out, err, quiet
         self.lock = threading.Lock()
+        self.last_error = ""
 
     def write(self, rec: dict[str, Any]) -> None:
         if not self.quiet:
@@ -190,42 +168,22 @@ class _Output:
                 self.out.flush()
 
     def on_result(self, r: Result) -> None:
-        seq = self.plc.on_result(r) if self.plc is not None else None
         rec = result_record(r)
-        if seq is not None:
-            rec["sequence"] = seq
+        if r.sequence is not None:
+            rec["sequence"] = r.sequence
         self.write(rec)
 
-    def on_trigger_failed(self, t: Trigger, kind: str, msg: str) -> None:
-        seq = self.plc.on_trigger_failed(t, kind, msg) if self.plc is not None else None
-        print(f"warning: trigger {t.id} ({t.origin}): no result, {kind}: {msg}", file=self.err)
+    def on_trigger_failed(self, t: Trigger, kind: str, msg: str, seq: int | None) -> None:
         rec: dict[str, Any] = {"trigger": {"id": t.id, "origin": t.origin}, "result": "no result", "fault": kind}
         self.write({**rec, "message": msg, **({"sequence": seq} if seq is not None else {})})
 
     def on_message(self, level: int, msg: str) -> None:
-        if level == logging.WARNING:  # skipped images, camera retries
+        if level >= logging.ERROR:
+            self.last_error = msg  # printed once at the end, or when the run cannot start
+        elif level == logging.WARNING:  # skipped images, camera retries, triggers without a verdict
             print(f"warning: {msg}", file=self.err)
         elif level < logging.WARNING:
             log.info("%s", msg)
-
-
-def _open_plc(cfg: StationConfig, pipe: Callable[[], Pipeline | None]) -> Any:
-    """The PLC server, listening; its triggers and counter resets go to the pipeline `pipe()`
-    returns (made after the server). Raises PlcServerError when it cannot listen."""
-    from edge_app.plc import PlcLink
-
-    def reset_counters() -> None:
-        p = pipe()
-        if p is not None:
-            p.stats = Stats(keep_all=True)
-
-    def trigger(origin: str) -> Trigger | None:
-        p = pipe()
-        return p.trigger(origin) if p is not None else None
-
-    plc = PlcLink(cfg, trigger, reset_counters)
-    plc.start()
-    return plc
 
 
 def _stop_on_signals(pipe: Pipeline, stopped_by: list[str]) -> dict[int, Any]:
@@ -261,44 +219,35 @@ def _stdin_triggers(pipe: Pipeline, stdin: TextIO, err: TextIO) -> None:
     pipe.stop(timeout=0)
 
 
-def _run_to_end(
-    cfg: StationConfig,
-    pipe: Pipeline,
-    holder: ModelHolder,
-    source: Source,
-    archive: Archive | None,
-    stopped_by: list[str],
-    lock: threading.Lock,
-    out: TextIO,
-    err: TextIO,
-    plc: Any = None,
-) -> tuple[int, dict[str, Any]]:
+def _run_to_end(station: Station, stopped_by: list[str], output: _Output) -> tuple[int, dict[str, Any]]:
+    pipe, cfg, err = station.pipeline, station.cfg, output.err
+    assert pipe is not None
     try:
-        pipe.start()
         while not stopped_by and not pipe.wait(timeout=0.2):
             pass
     finally:
         # bounded: a source stuck in a read (a hung network camera) is left behind; its thread is a
         # daemon and does not keep the process alive. The frame being inferred is finished.
-        pipe.stop(timeout=STOP_WAIT_S)
-        if archive is not None:
-            archive.close()
+        station.stop(timeout=STOP_WAIT_S)
+        if station.archive is not None:
+            station.archive.close()
     st = pipe.status
     summary = pipe.summary()
-    summary["model"] = model_title(holder.runtime) or str(cfg.model_dir())
-    if model_choice(holder.runtime):
-        summary["model_choice"] = model_choice(holder.runtime)
-    summary["source"] = source.describe()
+    summary["model"] = model_title(station.model.runtime) or str(cfg.model_dir())
+    if model_choice(station.model.runtime):
+        summary["model_choice"] = model_choice(station.model.runtime)
+    summary["source"] = station.source_name
     summary["end"] = f"{st.source.value}" + (f": {st.source_msg}" if st.source_msg else "")
     if stopped_by:
         summary["end"] = f"stopped by {stopped_by[0]}"
-    if plc is not None:
-        summary["plc"] = plc.link()
-    if archive is not None:
+    if station.plc is not None:
+        summary["plc"] = station.plc.link()
+    if station.archive is not None:
+        archive = station.archive
         summary["archive"] = archive.summary() + (f"; {archive.message}" if archive.message else "")
-    with lock:
-        out.write(json.dumps({"summary": summary}) + "\n")
-        out.flush()
+    with output.lock:
+        output.out.write(json.dumps({"summary": summary}) + "\n")
+        output.out.flush()
     print(format_summary(summary), file=err)
     if stopped_by:
         print(f"stopped by {stopped_by[0]}", file=err)
@@ -308,7 +257,8 @@ def _run_to_end(
     if st.source is SourceState.FAILED:
         print(f"error: source: {st.source_msg}", file=err)
         return 1, summary
-    if not stopped_by and not summary.get("frames") and not (plc is not None and summary["plc"]["cycles"]):
+    plc_cycles = station.plc is not None and summary["plc"]["cycles"]
+    if not stopped_by and not summary.get("frames") and not plc_cycles:
         why = (
             f"the model refused all {summary['rejected']} frames ({st.frame_msg})"
             if summary.get("rejected")

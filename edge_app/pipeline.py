@@ -22,374 +22,30 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
-import numpy as np
-
+from edge_app.archive import Archive
+from edge_app.events import ModelState, Result, SourceState, Status, Trigger
+from edge_app.mailbox import Mailbox, MailboxClosed
+from edge_app.model import (
+    ModelHolder,
+    ModelLoadError,
+    RuntimeLike,
+    defect_position,
+    model_title,
+    model_version,
+    one_line,
+    threshold_margin,
+)
 from edge_app.sources import EndOfStream, Frame, Source, SourceError
-from models.part import CLASSES
+from edge_app.stats import Stats
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class SourceState(enum.Enum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    RUNNING = "running"
-    DISCONNECTED = "disconnected"  # a camera fault; retried with backoff
-    ENDED = "ended"  # a video or folder has no more frames
-    FAILED = "failed"  # cannot be used and retrying will not help (missing file, bad spec)
-    STOPPED = "stopped"
-
-
-class ModelState(enum.Enum):
-    NOT_LOADED = "not loaded"
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Status:
-    source: SourceState = SourceState.IDLE
-    source_msg: str = ""
-    model: ModelState = ModelState.NOT_LOADED
-    model_msg: str = ""
-    running: bool = False  # threads alive
-    frame_msg: str = ""  # why the model refuses the current frames (wrong size...); "" when it takes them
-
-
-class VerdictLike(Protocol):
-    label: str
-    pin: int
-    scores: dict[str, float]
-    heatmap: np.ndarray
-
-
-class RuntimeLike(Protocol):
-    """What the pipeline needs of models.runtime.Runtime (tests pass fakes)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def info(self) -> dict[str, Any]: ...
-
-    @property
-    def thresholds(self) -> dict[str, float]: ...
-
-    @property
-    def input_spec(self) -> Any: ...
-
-    def infer(self, frames: list[np.ndarray]) -> list[Any]: ...
-
-    def set_thresholds(self, thresholds: dict[str, float]) -> None: ...
-
-
-@dataclass(frozen=True)
-class Trigger:
-    id: int  # 1, 2, ... per pipeline
-    t: float  # time.perf_counter() when the trigger arrived
-    origin: str  # "plc", "key", "stdin", ...
-
-
-@dataclass
-class Result:
-    frame: Frame
-    verdict: Any  # models.runtime.Verdict
-    latency_ms: float  # capture to verdict
-    t_done: float  # time.perf_counter()
-    infer_ms: float = float("nan")  # inside runtime.infer
-    where: tuple[float, float] | None = None  # frame pixel of the defect (NG only), from the heatmap
-    model: str = ""  # the version of the model that gave the verdict (recorded with archived frames)
-    margin: float = float("nan")  # distance of the scores to the nearest threshold (small: borderline)
-    trigger: Trigger | None = None  # what asked for this inspection (triggered mode)
-
-    @property
-    def trigger_ms(self) -> float:
-        """Trigger to verdict (nan when free-running)."""
-        return (self.t_done - self.trigger.t) * 1000.0 if self.trigger is not None else float("nan")
-
-    @property
-    def ng(self) -> bool:
-        return self.verdict.label != "OK"
-
-
-# ---------------------------------------------------------------------------------------------
-# The one-slot mailbox
-
-
-class MailboxClosed(Exception):
-    pass
-
-
-class Mailbox(Generic[T]):
-    """One slot. `put` replaces what is there (counting it as dropped) or, with `wait`, blocks
-    until the reader has taken it; `get` blocks for the next item. After `close`, `get` returns
-    what is left, then raises MailboxClosed."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._full = False
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, item: T, wait: bool = False) -> None:
-        with self._cond:
-            while wait and self._full and not self._closed:
-                self._cond.wait(0.1)
-            if self._closed:
-                return
-            if self._full:
-                self.dropped += 1
-            self._item, self._full = item, True
-            self._cond.notify_all()
-
-    def wait_empty(self) -> None:
-        """Block until the reader has taken the item (or the mailbox is closed)."""
-        with self._cond:
-            while self._full and not self._closed:
-                self._cond.wait(0.1)
-
-    def get(self, timeout: float | None = None) -> T | None:
-        """The item, or None after `timeout` seconds with nothing to take."""
-        with self._cond:
-            if not self._full and not self._closed:
-                self._cond.wait(timeout)
-            if self._full:
-                item, self._item, self._full = self._item, None, False
-                self._cond.notify_all()
-                return item
-            if self._closed:
-                raise MailboxClosed
-            return None
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics
-
-
-def accuracy_of(confusion: np.ndarray, pin_hits: int, pin_total: int) -> dict[str, float]:
-    n = confusion.sum()
-    ok = CLASSES.index("OK")
-    ng_right = confusion[:ok, :ok].sum() + confusion[ok + 1 :, :ok].sum() + confusion[ok, ok]
-    return {
-        "label": round(float(np.trace(confusion) / n), 4) if n else float("nan"),
-        "ng_vs_ok": round(float(ng_right / n), 4) if n else float("nan"),
-        "pin": round(pin_hits / pin_total, 4) if pin_total else float("nan"),
-    }
-
-
-class Stats:
-    """Counters over every verdict, plus rolling windows for the live fps and latency readouts.
-    `keep_all` keeps every latency (headless summaries); otherwise the last `window` ones."""
-
-    def __init__(self, keep_all: bool = False, window: int = 2000):
-        self._lock = threading.Lock()
-        self.counts = dict.fromkeys(CLASSES, 0)
-        self.n = 0
-        self.rejected = 0  # frames the runtime refused (wrong size...)
-        self.latencies: list[float] | deque[float] = [] if keep_all else deque(maxlen=window)
-        self.infer_ms: list[float] | deque[float] = [] if keep_all else deque(maxlen=window)
-        self._times: deque[float] = deque(maxlen=window)
-        self.t_first: float | None = None  # capture time of the first inspected frame
-        self.t_last: float | None = None
-        self.confusion = np.zeros((3, 3), np.int64)  # truth x verdict, frames whose truth is known
-        self.pin_hits = 0
-        self.pin_total = 0
-
-    def add(self, r: Result) -> None:
-        with self._lock:
-            self.n += 1
-            self.counts[r.verdict.label] = self.counts.get(r.verdict.label, 0) + 1
-            self.latencies.append(r.latency_ms)
-            self.infer_ms.append(r.infer_ms)
-            self._times.append(r.t_done)
-            if self.t_first is None:
-                self.t_first = r.frame.t_capture
-            self.t_last = r.t_done
-            truth = r.frame.truth
-            if truth is not None and truth.label in CLASSES and r.verdict.label in CLASSES:
-                self.confusion[CLASSES.index(truth.label), CLASSES.index(r.verdict.label)] += 1
-                if truth.label != "OK":
-                    self.pin_total += 1
-                    self.pin_hits += int(r.verdict.pin == truth.pin)
-
-    def reject(self) -> None:
-        with self._lock:
-            self.rejected += 1
-
-    def live(self, now: float | None = None, span: float = 2.0) -> dict[str, Any]:
-        """What the window shows: counts, yield, fps over the last `span` seconds, latency p50/p95."""
-        now = time.perf_counter() if now is None else now
-        with self._lock:
-            recent = [t for t in self._times if t >= now - span]
-            lat = list(self.latencies)[-500:]
-            counts, n = dict(self.counts), self.n
-        fps = 0.0
-        if len(recent) >= 2:
-            fps = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
-        return {
-            "n": n,
-            "counts": counts,
-            "yield": counts.get("OK", 0) / n if n else float("nan"),
-            "fps": fps,
-            "latency_p50": float(np.percentile(lat, 50)) if lat else float("nan"),
-            "latency_p95": float(np.percentile(lat, 95)) if lat else float("nan"),
-        }
-
-    def summary(self, dropped: int = 0) -> dict[str, Any]:
-        """The end-of-run numbers: frames, fps, latency percentiles, counts, accuracy vs truth."""
-        with self._lock:
-            lat = np.asarray(self.latencies, np.float64)
-            inf = np.asarray(self.infer_ms, np.float64)
-            span = (self.t_last - self.t_first) if self.t_first is not None and self.t_last is not None else 0.0
-            out: dict[str, Any] = {
-                "frames": self.n,
-                "seconds": round(span, 3),
-                "fps": round(self.n / span, 1) if span > 0 else None,
-                "latency_ms": {
-                    f"p{q}": round(float(np.percentile(lat, q)), 2) if lat.size else None for q in (50, 95, 99)
-                },
-                "infer_ms_p50": round(float(np.nanmedian(inf)), 2) if inf.size else None,
-                "counts": dict(self.counts),
-                "yield": round(self.counts.get("OK", 0) / self.n, 4) if self.n else None,
-                "dropped": dropped,
-                "rejected": self.rejected,
-            }
-            known = int(self.confusion.sum())
-            if known:
-                out["truth_known"] = known
-                out["accuracy"] = accuracy_of(self.confusion, self.pin_hits, self.pin_total)
-                out["confusion"] = {
-                    "rows_truth_cols_verdict": list(CLASSES),
-                    "matrix": self.confusion.tolist(),
-                }
-            return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The model, loaded once and shared by successive pipelines
-
-
-class ModelLoadError(RuntimeError):
-    pass
-
-
-class ModelHolder:
-    """Loads the runtime on first use (on the inference thread, so the window stays responsive)
-    and keeps it across start / stop. A load failure is remembered with its one-line reason."""
-
-    def __init__(self, factory: Callable[[], RuntimeLike], describe: str = "model"):
-        self._factory = factory
-        self.describe = describe
-        self._lock = threading.Lock()
-        self.runtime: RuntimeLike | None = None
-        self.error: str = ""
-
-    def get(self) -> RuntimeLike:
-        with self._lock:
-            if self.runtime is None:
-                try:
-                    self.runtime = self._factory()
-                    self.error = ""
-                except Exception as e:  # the runtime's BundleError, or anything a broken install raises
-                    self.error = _one_line(e)
-                    raise ModelLoadError(self.error) from e
-            return self.runtime
-
-    def swap(self, runtime: RuntimeLike, describe: str) -> RuntimeLike | None:
-        """Run `runtime` from the next frame on (a running pipeline picks it up between frames);
-        returns the one it replaces."""
-        with self._lock:
-            old, self.runtime, self.describe, self.error = self.runtime, runtime, describe, ""
-            return old
-
-
-def _where(verdict: Any, runtime: Any) -> tuple[float, float] | None:
-    hm, spec = getattr(verdict, "heatmap", None), getattr(runtime, "input_spec", None)
-    if hm is None or spec is None:
-        return None
-    from models.overlay import locate
-
-    return locate(hm, spec)
-
-
-def _one_line(e: BaseException) -> str:
-    if type(e).__name__ == "BundleError":
-        return str(e)
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def runtime_factory(cfg: Any) -> Callable[[], RuntimeLike]:
-    """How a StationConfig's model is loaded (imports the runtime only when called)."""
-
-    def load() -> RuntimeLike:
-        from models.runtime import Runtime
-
-        return Runtime(
-            cfg.model_dir(),
-            backend=None if cfg.backend == "auto" else cfg.backend,
-            precision=None if cfg.precision == "auto" else cfg.precision,
-            expected_part=cfg.part,
-        )
-
-    return load
-
-
-def model_title(runtime: RuntimeLike | None) -> str:
-    """'name version' of a loaded model, for the window and the summary."""
-    if runtime is None:
-        return ""
-    info = getattr(runtime, "info", {}) or {}
-    version = info.get("version") or info.get("model_version") or ""
-    parts = [str(getattr(runtime, "name", "") or info.get("name", "model"))]
-    if version:
-        parts.append(f"v{version}" if str(version)[:1].isdigit() else str(version))
-    extra = [str(x) for x in (getattr(runtime, "backend", None), getattr(runtime, "precision", None)) if x]
-    return " ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
-
-
-def model_version(runtime: RuntimeLike | None) -> str:
-    """'name version' of the bundle, as archived verdicts record it."""
-    if runtime is None:
-        return ""
-    info = getattr(runtime, "info", {}) or {}
-    return f"{info.get('name', getattr(runtime, 'name', 'model'))} {info.get('version', '?')}"
-
-
-def threshold_margin(scores: dict[str, float], thresholds: dict[str, float]) -> float:
-    """How far a verdict's scores sit from the nearest threshold (NaN without all the scores)."""
-    from models.decision import threshold_distance
-
-    try:
-        return float(abs(threshold_distance(np.array([[scores[c] for c in CLASSES]]), thresholds)[0]))
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-
-
-def model_choice(runtime: RuntimeLike | None) -> str:
-    """Why the runtime runs the model it does (measured on this CPU, cached, forced...); '' if it does not say."""
-    return str(getattr(runtime, "choice_reason", "") or "") if runtime is not None else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# The pipeline
 
 
 @dataclass
@@ -421,7 +77,7 @@ class Pipeline:
         on_result: Callable[[Result], None],
         on_status: Callable[[Status], None] | None = None,
         on_message: Callable[[int, str], None] | None = None,
-        archive: Any = None,  # edge_app.archive.Archive: gets every NG result
+        archive: Archive | None = None,  # gets every NG result and the samples its policy keeps
         options: PipelineOptions | None = None,
         on_trigger_failed: Callable[[Trigger, str, str], None] | None = None,
     ):
@@ -550,6 +206,10 @@ class Pipeline:
     def summary(self) -> dict[str, Any]:
         return self.stats.summary(dropped=self.mailbox.dropped)
 
+    def reset_stats(self) -> None:
+        """Count from zero (a PLC's reset); `max_frames` then counts from here too."""
+        self.stats = Stats(keep_all=self.options.keep_all_latencies)
+
     # -- state --------------------------------------------------------------------------------
 
     def _set(self, **changes: Any) -> None:
@@ -617,7 +277,7 @@ class Pipeline:
                 break
         except Exception as e:  # a bug in a source must not vanish silently with its thread
             log.exception("capture thread")
-            final = (SourceState.FAILED, f"capture error: {_one_line(e)}")
+            final = (SourceState.FAILED, f"capture error: {one_line(e)}")
         finally:
             src.close()
             self.mailbox.close()  # the inference thread finishes what is in the slot, then ends
@@ -695,8 +355,8 @@ class Pipeline:
                     break
         except Exception as e:
             log.exception("inference thread")
-            self._set(model=ModelState.FAILED, model_msg=f"inference error: {_one_line(e)}")
-            self._fail_trigger("model", f"inference error: {_one_line(e)}")
+            self._set(model=ModelState.FAILED, model_msg=f"inference error: {one_line(e)}")
+            self._fail_trigger("model", f"inference error: {one_line(e)}")
             self._stop.set()
             self.mailbox.close()
         finally:
@@ -723,7 +383,7 @@ class Pipeline:
         t = time.perf_counter()
         result = Result(frame, verdict, (t - frame.t_capture) * 1000.0, t, (t - t0) * 1000.0, trigger=trigger)
         if result.ng:
-            result.where = _where(verdict, runtime)
+            result.where = defect_position(verdict, runtime)
         result.model = model_version(runtime)
         result.margin = threshold_margin(verdict.scores, getattr(runtime, "thresholds", None) or {})
         self.stats.add(result)

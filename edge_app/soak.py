@@ -29,17 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.archive import Archive, KeepPolicy
-from edge_app.pipeline import (
-    ModelHolder,
-    ModelState,
-    Pipeline,
-    PipelineOptions,
-    Result,
-    SourceState,
-    Status,
-    model_title,
-    runtime_factory,
-)
+from edge_app.events import ModelState, Result, SourceState, Status
+from edge_app.model import ModelHolder, model_title, runtime_factory
+from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.settings import load_config
 from edge_app.sources import Frame, Source, SourceError, make_source
 

@@ -12,23 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_app.archive import Archive, KeepPolicy, part_pins
-from edge_app.pipeline import (
-    ModelHolder,
-    Pipeline,
-    PipelineOptions,
-    Result,
-    RuntimeLike,
-    Stats,
-    Status,
-    Trigger,
-    model_title,
-    runtime_factory,
-)
+from edge_app.events import Result, Status, Trigger
+from edge_app.model import ModelHolder, RuntimeLike, model_title, runtime_factory
+from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.settings import MODEL_HISTORY, StationConfig
 from edge_app.sources import SourceError, make_source
+from edge_app.stats import Stats
+
+if TYPE_CHECKING:
+    from edge_app.plc import PlcLink
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +40,18 @@ class Station:
         on_message: Callable[[int, str], None] = lambda level, msg: None,
         on_archive: Callable[[str], None] = lambda msg: None,
         load_runtime: Callable[[StationConfig], Callable[[], RuntimeLike]] = runtime_factory,
-        on_trigger_failed: Callable[[Trigger, str, str], None] = lambda t, kind, msg: None,
+        on_trigger_failed: Callable[[Trigger, str, str, int | None], None] = lambda t, kind, msg, seq: None,
+        log_messages: bool = True,
     ):
+        """Callbacks run on the pipeline's threads. `on_trigger_failed(trigger, kind, message,
+        sequence)`: a trigger that got no verdict, with the PLC Sequence it was answered with (None
+        without a PLC); a verdict's Sequence is `Result.sequence`. `log_messages`: messages also go
+        to the log (the window's journal); off where `on_message` prints them itself (headless)."""
         self.cfg = cfg
+        self._log_messages = log_messages
         self._on_result, self._on_status, self._on_message = on_result, on_status, on_message
         self._on_trigger_failed = on_trigger_failed
-        self.plc: Any = None  # edge_app.plc.PlcLink once open_plc has run
+        self.plc: PlcLink | None = None  # once open_plc has run
         self._on_archive = on_archive
         self._load_runtime = load_runtime
         self.model = ModelHolder(load_runtime(cfg), describe=str(cfg.model_dir()))
@@ -74,13 +75,15 @@ class Station:
     def running(self) -> bool:
         return self.pipeline is not None and self.pipeline.status.running
 
-    def start(self) -> bool:
-        """Start inspecting from the configured source; False (and a message) if it cannot be made."""
+    def start(self, max_frames: int | None = None, keep_all_latencies: bool = False) -> bool:
+        """Start inspecting from the configured source; False (and a message) if it cannot be made.
+        `max_frames` ends the run after that many verdicts; `keep_all_latencies` keeps every
+        latency for the run's summary (headless) instead of a rolling window (the window)."""
         self.stop()
         try:
             source = make_source(self.cfg.source, self.cfg)
         except (SourceError, ValueError) as e:
-            self._on_message(logging.ERROR, f"source: {e}")
+            self._message(logging.ERROR, f"source: {e}")
             return False
         self.source_name = source.describe()
         self.pipeline = Pipeline(
@@ -90,7 +93,12 @@ class Station:
             on_status=self._status,
             on_message=self._message,
             archive=self.archive,
-            options=PipelineOptions(retry_max_s=self.cfg.retry_max_s, triggered=self.triggered),
+            options=PipelineOptions(
+                max_frames=max_frames,
+                retry_max_s=self.cfg.retry_max_s,
+                keep_all_latencies=keep_all_latencies,
+                triggered=self.triggered,
+            ),
             on_trigger_failed=self._trigger_failed,
         )
         self.pipeline.set_thresholds(self.cfg.thresholds)
@@ -98,7 +106,8 @@ class Station:
         return True
 
     def _message(self, level: int, msg: str) -> None:
-        log.log(level, "%s", msg)  # the station's log (journal, terminal) as well as the window
+        if self._log_messages:
+            log.log(level, "%s", msg)  # the station's log (journal, terminal) as well as the window
         self._on_message(level, msg)
 
     @property
@@ -139,14 +148,13 @@ class Station:
         self._on_status(st)
 
     def _trigger_failed(self, t: Trigger, kind: str, msg: str) -> None:
-        if self.plc is not None:
-            self.plc.on_trigger_failed(t, kind, msg)
+        seq = self.plc.on_trigger_failed(t, kind, msg) if self.plc is not None else None
         self._message(logging.WARNING, f"trigger {t.id} ({t.origin}): no result, {kind}: {msg}")
-        self._on_trigger_failed(t, kind, msg)
+        self._on_trigger_failed(t, kind, msg, seq)
 
     def _result(self, r: Result) -> None:
         if self.plc is not None:
-            self.plc.on_result(r)  # the PLC first: it is the one waiting on the line
+            r.sequence = self.plc.on_result(r)  # the PLC first: it is the one waiting on the line
         self.stats.add(r)
         self._on_result(r)
 
@@ -161,7 +169,10 @@ class Station:
             self.archive.close()
 
     def reset_counters(self) -> None:
+        """Zero the session's counters and the current run's (the PLC's reset command does this)."""
         self.stats = Stats()
+        if self.pipeline is not None:
+            self.pipeline.reset_stats()
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         self.cfg = replace(self.cfg, thresholds={**self.cfg.thresholds, **thresholds})

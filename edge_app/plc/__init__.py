@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from edge_app.pipeline import Result, Status, Trigger
+from edge_app.events import Result, Status, Trigger
 
 PROTOCOLS: tuple[str, ...] = ("modbus", "opcua")
 DEFAULT_PORTS = {"modbus": 5020, "opcua": 4840}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.pipeline import ModelState, Result, SourceState, Status, Trigger
+from edge_app.events import ModelState, Result, SourceState, Status, Trigger
 from edge_app.plc.registers import BY_NAME, HEARTBEAT_S, SIGNALS, FaultCode, ResultCode, Table
 
 Listener = Callable[[list[tuple[str, int]]], None]

@@ -30,16 +30,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from edge_app.pipeline import (
-    ModelState,
-    Result,
-    RuntimeLike,
-    SourceState,
-    Status,
-    model_choice,
-    model_title,
-    runtime_factory,
-)
+from edge_app.events import ModelState, Result, SourceState, Status
+from edge_app.model import RuntimeLike, model_choice, model_title, runtime_factory
 from edge_app.settings import DEFECT_CLASSES, SettingsError, StationConfig, save_config
 from edge_app.station import Station
 from edge_app.ui.bridge import Bridge

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_app.archive import CLASSES, Archive, ArchiveError
-from edge_app.pipeline import Result
+from edge_app.events import Result
 from edge_app.sources import Frame
 
 

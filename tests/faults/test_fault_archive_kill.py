@@ -12,7 +12,7 @@ import numpy as np
 from fault_helpers import REPO
 
 from edge_app.archive import Archive
-from edge_app.pipeline import Result
+from edge_app.events import Result
 from edge_app.sources import Frame
 from models.labels import read_labels
 from models.part import CLASSES

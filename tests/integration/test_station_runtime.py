@@ -12,7 +12,7 @@ import pytest
 from tiny_bundles import tiny_bundle
 
 from edge_app import headless
-from edge_app.pipeline import ModelState
+from edge_app.events import ModelState
 from edge_app.settings import StationConfig
 from edge_app.sources import SimSource
 

@@ -9,7 +9,7 @@ import pytest
 from station_fakes import FakeVerdict
 
 from edge_app.archive import Archive, ArchiveError, KeepPolicy
-from edge_app.pipeline import Result
+from edge_app.events import Result
 from edge_app.sources import Frame
 from models.labels import read_clicks
 from training.data import read_labels

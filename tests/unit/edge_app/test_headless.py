@@ -7,22 +7,24 @@ import pytest
 from station_fakes import FakeRuntime
 
 import edge_app.headless as headless
+import edge_app.station as station_mod
 from edge_app.__main__ import main
 from edge_app.settings import StationConfig
 from edge_app.sources import SimSource
+from models.bundle import BundleError
 
 
 @pytest.fixture
 def fake_runtime(monkeypatch):
     """Make every source the headless run builds known to a FakeRuntime (90% right)."""
     made = {}
-    real = headless.make_source
+    real = station_mod.make_source
 
     def make_source(text, cfg=None):
         made["source"] = real(text, cfg)
         return made["source"]
 
-    monkeypatch.setattr(headless, "make_source", make_source)
+    monkeypatch.setattr(station_mod, "make_source", make_source)
     rt = {}
 
     def factory(cfg):
@@ -87,12 +89,9 @@ def test_headless_on_a_video_until_it_ends(fake_runtime, tmp_path):
 
 
 def test_headless_model_failure_is_exit_1_with_the_reason(monkeypatch, tmp_path):
-    class BundleError(Exception):
-        pass
-
     def factory(cfg):
         def load():
-            raise BundleError(f"{cfg.model_dir()}/bundle.json: missing")
+            raise BundleError(f"{cfg.model_dir()}/bundle.json", "missing")
 
         return load
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from station_fakes import FakeRuntime
 
-from edge_app.pipeline import Mailbox, MailboxClosed, ModelHolder, ModelState, Pipeline, PipelineOptions, SourceState
+from edge_app.events import ModelState, SourceState
+from edge_app.mailbox import Mailbox, MailboxClosed
+from edge_app.model import ModelHolder
+from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.sources import EndOfStream, FolderSource, SimSource, Source, SourceError
+from models.bundle import BundleError
 
 FRAME = np.zeros((480, 640, 3), np.uint8)
 
@@ -225,11 +229,8 @@ def test_corrupt_image_is_skipped_and_logged(tmp_path):
 
 
 def test_model_that_fails_to_load_says_why():
-    class BundleError(Exception):
-        pass
-
     def broken():
-        raise BundleError("models/default/bundle.json: missing (export a model first)")
+        raise BundleError("models/default/bundle.json", "missing (export a model first)")
 
     rec = Recorder()
     pipe = Pipeline(SimSource(pool=4), ModelHolder(broken), rec.on_result, rec.on_status, rec.on_message)

@@ -11,7 +11,9 @@ import pytest
 from station_fakes import FakeRuntime
 
 import edge_app.station as station_mod
-from edge_app.pipeline import ModelHolder, ModelState, Pipeline, PipelineOptions, SourceState, Status, Trigger
+from edge_app.events import ModelState, SourceState, Status, Trigger
+from edge_app.model import ModelHolder
+from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.plc import parse_plc
 from edge_app.plc.client import ModbusPlc, PlcClientError, cycle, wait_for
 from edge_app.plc.handshake import Handshake
@@ -362,13 +364,13 @@ def test_headless_stdin_trigger_inspects_one_frame_per_line(monkeypatch):
     import edge_app.headless as headless
 
     made = {}
-    real = headless.make_source
+    real = station_mod.make_source
 
     def make_source(text, cfg=None):
         made["src"] = real(text, cfg)
         return made["src"]
 
-    monkeypatch.setattr(headless, "make_source", make_source)
+    monkeypatch.setattr(station_mod, "make_source", make_source)
     cfg = StationConfig(source="sim", sim_fps=30, sim_pool=8, archive_enabled=False, trigger="stdin")
     out, err = io.StringIO(), io.StringIO()
     status, summary = headless.run(

@@ -5,7 +5,7 @@ import pytest
 from PyQt6.QtCore import Qt
 
 from edge_app.archive import Archive, nominal_pins
-from edge_app.pipeline import Result
+from edge_app.events import Result
 from edge_app.sources import Frame
 from edge_app.ui.review_benchmark import fill
 

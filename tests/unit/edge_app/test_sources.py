@@ -7,7 +7,9 @@ import pytest
 from station_fakes import FakeRuntime
 
 from edge_app import sources
-from edge_app.pipeline import ModelHolder, Pipeline, PipelineOptions, SourceState
+from edge_app.events import SourceState
+from edge_app.model import ModelHolder
+from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.settings import StationConfig
 from edge_app.sources import (
     CameraSource,

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from station_fakes import FakeRuntime, FakeVerdict
 
-from edge_app.pipeline import ModelState, Result, SourceState
+from edge_app.events import ModelState, Result, SourceState
 from edge_app.settings import StationConfig, load_config
 from edge_app.sources import Frame
+from models.bundle import BundleError
 
 pytestmark = pytest.mark.gui
 
@@ -93,12 +94,9 @@ def test_thresholds_from_the_spin_boxes_reach_the_model_and_are_saved(window, qt
 
 
 def test_model_that_fails_to_load_is_shown_and_the_app_keeps_running(window, qtbot):
-    class BundleError(Exception):
-        pass
-
     def broken(cfg):
         def load():
-            raise BundleError("models/default/bundle.json: missing (export a model first)")
+            raise BundleError("models/default/bundle.json", "missing (export a model first)")
 
         return load
 
