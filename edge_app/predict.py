@@ -17,45 +17,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.bundle import Backend, BundleError, Precision
 from models.cli import guarded
-from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
-from models.metrics import format_metrics, metrics
-from models.part import CLASSES, PartSpecError, part_from_dict
-from models.preprocess import InputSpec, readable_frames
+from models.labels import LabelsError, check_writable, write_predictions
+from models.metrics import format_metrics
+from models.part import PartSpecError, part_from_dict
 from models.runtime import Runtime
+from models.scoring import score
 
 InputError = LabelsError  # a folder or labels file that cannot be used
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames
-
-
-def read_frames(
-    root: Path, names: list[str], spec: InputSpec, batch: int
-) -> Iterator[tuple[list[str], list[np.ndarray]]]:
-    """Batches of (names, frames); an unreadable or wrong-size image is skipped with a warning."""
-    chunk: list[str] = []
-    frames: list[np.ndarray] = []
-    for name, img in readable_frames(root, names, spec):
-        chunk.append(name)
-        frames.append(img)
-        if len(chunk) == batch:
-            yield chunk, frames
-            chunk, frames = [], []
-    if chunk:
-        yield chunk, frames
-
-
-# ---------------------------------------------------------------------------------------------
-# The run
 
 
 def predict_folder(
@@ -66,35 +39,17 @@ def predict_folder(
     batch: int = 8,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score every image in `images`, write the predictions CSV; metrics when labels exist."""
-    root, names = list_images(images)
-    labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
+    """Score every image in `images` with the one scorer (models.scoring), write the predictions
+    CSV; metrics when labels exist."""
     part = runtime.info.get("part")  # checked by read_bundle; labels name pins of this part
     n_pins = part_from_dict(part, source="bundle part").n_pins if part else None
-    truth = read_labels(labels_path, n_pins) if labels_path else None
     check_writable(Path(out))
-    rows: list[dict[str, Any]] = []
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(names), desc=f"predicting ({runtime.key})", unit="img", disable=not progress)
-    for chunk, frames in read_frames(root, names, runtime.input_spec, batch):
-        for name, v in zip(chunk, runtime.infer(frames), strict=True):
-            rows.append({"file": name, "label": v.label, "pin": v.pin, **{f"score_{c}": v.scores[c] for c in CLASSES}})
-        bar.update(len(chunk))
-    bar.close()
-    if not rows:
-        raise InputError(f"{root}: none of the {len(names)} images could be read (see the warnings); nothing written")
-    out = write_predictions(Path(out), rows)
-    result: dict[str, Any] = {"n": len(rows), "skipped": len(names) - len(rows), "predictions": str(out)}
-    if truth is not None:
-        known = [r for r in rows if r["file"] in truth]
-        result["unlabelled"] = len(rows) - len(known)
-        result["metrics"] = metrics(
-            np.array([truth[r["file"]][0] for r in known], int),
-            np.array([CLASSES.index(r["label"]) for r in known]),
-            np.array([truth[r["file"]][1] for r in known], int),
-            np.array([r["pin"] for r in known], int),
-        )
+    scored = score(runtime, images, labels, n_pins, batch=batch, progress=progress, desc=f"predicting ({runtime.key})")
+    out = write_predictions(Path(out), scored.rows())
+    result: dict[str, Any] = {"n": len(scored), "skipped": len(scored.skipped), "predictions": str(out)}
+    if scored.truth is not None:
+        result["unlabelled"] = scored.unlabelled
+        result["metrics"] = scored.metrics()
     return result
 
 

@@ -35,12 +35,10 @@ import cv2
 import numpy as np
 
 from export import data as frames_io
-from export.evaluate import run_runtime
+from export.evaluate import score_frames
 from models.bundle import BundleError, available, read_bundle
 from models.cpu import ISA_LIMIT_ENV, ISA_LIMITS, cpu_name, isa_limit, isa_text
-from models.decision import decide
 from models.labels import list_images
-from models.metrics import metrics
 from models.part import PartSpecError, part_from_dict
 from models.runtime import Runtime, default_threads
 from models.synth.dataset import BOTH_STYLES
@@ -71,9 +69,7 @@ def bench_model(
     e2e = _timed(lambda: rt.infer([full[0]]), max(10, iters // 2)) * 1e3
     n8 = max(3, iters // 8)
     thr = 8 * n8 / _timed(lambda: rt.infer_batch(x8), n8).sum()
-    scores, pins, _ = run_runtime(rt, frames)
-    labels, _ = decide(scores, pins, rt.thresholds)
-    m = metrics(frames.labels, labels) if frames.labels is not None else None
+    m = score_frames(rt, frames, keep_outputs=False).metrics()
     size = sum(e["bytes"] for e in rt.info["models"][key]["files"].values())
     return {
         "model": key,

@@ -15,6 +15,7 @@ import numpy as np
 from models.labels import list_images, read_labels
 from models.part import PartSpec
 from models.preprocess import InputSpec, crop_resize, normalize, readable_frames
+from models.scoring import Batch
 from models.synth.dataset import SynthConfig, generate, parse_styles
 
 
@@ -49,6 +50,11 @@ class FrameSet:
     def batches(self, size: int) -> Iterator[np.ndarray]:
         for i in range(0, len(self), size):
             yield self.inputs(i, i + size)
+
+    def scoring_batches(self, size: int) -> Iterator[Batch]:
+        """The same batches, named, for models.scoring."""
+        for i in range(0, len(self), size):
+            yield Batch(self.files[i : i + size], self.inputs(i, i + size))
 
 
 def render(

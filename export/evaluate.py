@@ -16,29 +16,20 @@ from typing import Any
 import numpy as np
 
 from export.data import FrameSet
-from models.decision import decide
-from models.metrics import metrics
+from models.checkpoint import TorchModel
 from models.runtime import Runtime
+from models.scoring import Model, Outputs, Scored, run
 
-Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 TORCH = "torch/fp32"
 ROW_ORDER = (TORCH, "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32", "openvino/int8")
 
 
-def run_runtime(rt: Runtime, frames: FrameSet, batch: int = 16) -> Outputs:
-    outs = [rt.infer_batch(x) for x in frames.batches(batch)]
-    return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
-
-
-def run_torch(model: Any, frames: FrameSet, batch: int = 16) -> Outputs:
-    import torch
-
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for x in frames.batches(batch):
-            outs.append([t.numpy() for t in model(torch.from_numpy(x))])
-    return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
+def score_frames(model: Model, frames: FrameSet, batch: int = 16, keep_outputs: bool = True) -> Scored:
+    """The one scorer (models.scoring) on a preloaded frame set, labelled where the set is."""
+    scored = run(model, frames.scoring_batches(batch), keep_outputs=keep_outputs)
+    if frames.labels is not None and frames.pins is not None:
+        scored.truth, scored.truth_pins = frames.labels, frames.pins
+    return scored
 
 
 def max_diff(a: Outputs, b: Outputs) -> float:
@@ -75,22 +66,23 @@ def evaluate(
     threads: int | None = None,
 ) -> Evaluation:
     """Score `frames` with torch (if given) and every model `keys` of the bundle."""
-    outputs: dict[str, Outputs] = {}
+    scored: dict[str, Scored] = {}
     if torch_model is not None:
-        outputs[TORCH] = run_torch(torch_model, frames)
+        spec = {"input": frames.ispec.to_dict(), "thresholds": thresholds}
+        scored[TORCH] = score_frames(TorchModel(torch_model, spec), frames)
     for key in sorted(keys, key=lambda k: ROW_ORDER.index(k) if k in ROW_ORDER else len(ROW_ORDER)):
         backend, precision = key.split("/")
         rt = Runtime(bundle, backend=backend, precision=precision, expected_part=expected_part, threads=threads)
-        outputs[key] = run_runtime(rt, frames)
+        rt.set_thresholds(thresholds)
+        scored[key] = score_frames(rt, frames)
+    outputs = {k: sc.outputs for k, sc in scored.items() if sc.outputs is not None}
     rows = []
-    verdicts = {k: decide(o[0], o[1], thresholds)[0] for k, o in outputs.items()}
-    for key, out in outputs.items():
-        m = metrics(frames.labels, verdicts[key]) if frames.labels is not None else None
+    for key, sc in scored.items():
         ref = _reference(key, outputs)
-        row = Row(key, m, ref)
+        row = Row(key, sc.metrics(), ref)
         if ref is not None:
-            row.agreement = float((verdicts[key] == verdicts[ref]).mean())
-            row.max_score_diff = float(np.abs(out[0] - outputs[ref][0]).max())
+            row.agreement = float((sc.labels == scored[ref].labels).mean())
+            row.max_score_diff = float(np.abs(sc.scores - scored[ref].scores).max())
         rows.append(row)
     parity = (
         {k: max_diff(o, outputs[TORCH]) for k, o in outputs.items() if k != TORCH and k.endswith("/fp32")}

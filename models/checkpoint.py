@@ -11,10 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.pinvit import PinViT, PinViTConfig, build
+from models.preprocess import InputSpec
 
 FORMAT = "pininspect-checkpoint/1"
 
@@ -67,3 +70,23 @@ def load_checkpoint(path: Path) -> tuple[PinViT, dict[str, Any]]:
         raise CheckpointError(f"{path}: weights do not load ({str(e).splitlines()[0]})") from None
     model.eval()
     return model, spec
+
+
+class TorchModel:
+    """A torch model behind the runtime's scoring interface (`models.scoring.Model`), so a
+    checkpoint is scored by the same code, preprocessing and verdict rule as a bundle."""
+
+    def __init__(self, model: PinViT, spec: dict[str, Any]):
+        self.model = model.eval()
+        self.spec = spec
+        self.input_spec = InputSpec.from_dict(spec["input"])
+        self.thresholds: dict[str, float] = dict(spec.get("thresholds", {}))
+
+    @classmethod
+    def load(cls, path: Path) -> TorchModel:
+        return cls(*load_checkpoint(path))
+
+    def infer_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            scores, pins, heat = (t.numpy() for t in self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32))))
+        return scores, pins, heat

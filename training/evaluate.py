@@ -19,17 +19,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from models import overlay
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import CheckpointError, TorchModel
 from models.cli import command_parser, write_json
-from models.decision import decide
-from models.labels import LabelsError, check_writable, list_images, read_labels, write_predictions
-from models.metrics import format_metrics, metrics
+from models.labels import LabelsError, check_writable, write_predictions
+from models.metrics import format_metrics
 from models.part import CLASSES, PartSpecError, part_from_dict
-from models.preprocess import FrameError, InputSpec, crop_resize, normalize, read_frame
+from models.preprocess import InputSpec
+from models.scoring import Batch, Outputs, score
 
 
 def annotate(frame: np.ndarray, heat: np.ndarray, ispec: InputSpec, label: str, pin: int, name: str) -> np.ndarray:
@@ -62,67 +60,43 @@ def evaluate(
     batch_size: int = 32,
     progress: bool = True,
 ) -> dict[str, Any]:
-    model, spec = load_checkpoint(checkpoint)
-    ispec = InputSpec.from_dict(spec["input"])
-    thresholds = spec.get("thresholds", {})
-    root, names = list_images(images)
-    labels_path = labels or (Path(images) / "labels.csv" if (Path(images) / "labels.csv").exists() else None)
+    """Score a checkpoint on a folder with the one scorer (models.scoring), write the predictions
+    CSV (and an overlay per frame with `heatmaps`); metrics when the folder is labelled."""
+    model = TorchModel.load(checkpoint)
+    spec, ispec = model.spec, model.input_spec
     n_pins = part_from_dict(spec["part"], source=f"{checkpoint} (part)").n_pins if "part" in spec else None
-    label_rows = read_labels(labels_path, n_pins) if labels_path else None
     check_writable(Path(out))
     if heatmaps:
         check_writable(Path(heatmaps), folder=True)
-    rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    bar = tqdm(total=len(names), desc="evaluating", unit="img", disable=not progress)
-    for i in range(0, len(names), batch_size):
-        chunk, frames, small = [], [], []
-        for name in names[i : i + batch_size]:
-            try:
-                img = read_frame(root / name, ispec)
-            except FrameError as e:
-                print(f"warning: skipping {e}", file=sys.stderr)
-                skipped.append(name)
-                continue
-            chunk.append(name)
-            frames.append(img)
-            small.append(crop_resize(img, ispec))
-        bar.update(len(names[i : i + batch_size]))
-        if not chunk:
-            continue
-        with torch.no_grad():
-            sc, pn, hm = (t.numpy() for t in model(torch.from_numpy(normalize(small, ispec))))
-        lab, pin = decide(sc, pn, thresholds)
-        for k, name in enumerate(chunk):
-            rows.append(
-                {
-                    "file": name,
-                    "label": CLASSES[lab[k]],
-                    "pin": int(pin[k]),
-                    **{f"score_{c}": float(sc[k, j]) for j, c in enumerate(CLASSES)},
-                }
-            )
-            if heatmaps:
-                out_path = Path(heatmaps) / (Path(name).stem + ".jpg")
-                img = annotate(frames[k], hm[k], ispec, CLASSES[lab[k]], int(pin[k]), name)
-                if not cv2.imwrite(str(out_path), img):
-                    raise LabelsError(f"{out_path}: cannot write the heatmap image (disk full or not writable?)")
-    bar.close()
-    if not rows:
-        raise LabelsError(f"{root}: none of the {len(names)} images could be read (see the warnings); nothing written")
+
+    def draw(b: Batch, outputs: Outputs, lab: np.ndarray, pin: np.ndarray) -> None:
+        for k, name in enumerate(b.names):
+            out_path = Path(heatmaps or ".") / (Path(name).stem + ".jpg")
+            assert b.frames is not None
+            img = annotate(b.frames[k], outputs[2][k], ispec, CLASSES[lab[k]], int(pin[k]), name)
+            if not cv2.imwrite(str(out_path), img):
+                raise LabelsError(f"{out_path}: cannot write the heatmap image (disk full or not writable?)")
+
+    scored = score(
+        model,
+        images,
+        labels,
+        n_pins,
+        batch=batch_size,
+        progress=progress,
+        desc="evaluating",
+        on_batch=draw if heatmaps else None,
+        keep_frames=bool(heatmaps),
+    )
+    rows = scored.rows()
     out = write_predictions(Path(out), rows)
-    result: dict[str, Any] = {"n": len(rows), "skipped": skipped, "predictions": str(out)}
-    if label_rows is not None:
-        known = [r for r in rows if r["file"] in label_rows]
-        y = np.array([label_rows[r["file"]][0] for r in known])
-        yp = np.array([CLASSES.index(r["label"]) for r in known])
-        tp = np.array([label_rows[r["file"]][1] for r in known])
-        pp = np.array([r["pin"] for r in known])
-        m = metrics(y, yp, tp, pp)
+    result: dict[str, Any] = {"n": len(rows), "skipped": scored.skipped, "predictions": str(out)}
+    m = scored.metrics()
+    if m is not None:
         meta_path = Path(images) / "meta.jsonl"
         if meta_path.exists():
-            m["bend_direction"] = _by_bend_direction(meta_path, known)
-            m["missing_pins"] = missing_pins(meta_path, known)
+            m["bend_direction"] = _by_bend_direction(meta_path, rows)
+            m["missing_pins"] = missing_pins(meta_path, rows)
         result["metrics"] = m
     return result
 
