@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class Option:
     parse: Callable[[str], Any] | None = None  # str -> value; default: the default's type
     metavar: str | None = None
     show_default: bool = True  # append "(default: ...)" to the help
+    bounds: tuple[float, float] | None = None  # a number's allowed range, checked by `check`
 
 
 def option(
@@ -38,10 +40,11 @@ def option(
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
     show_default: bool = True,
+    bounds: tuple[float, float] | None = None,
 ) -> Any:
     """A dataclass field whose default is `default` and whose flag is `flag` (None: no flag).
     `parse` may raise ValueError or RuntimeError: argparse then names the flag and the message."""
-    meta = {"option": Option(help, flag, choices, parse, metavar, show_default)}
+    meta = {"option": Option(help, flag, choices, parse, metavar, show_default, bounds)}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -114,3 +117,95 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     """An instance of `cls` from the parsed flags (fields without a flag keep their defaults)."""
     values = {n: getattr(args, n) for n, (o, _) in options(cls).items() if o.flag}
     return cls(**values, **extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nested configs set by key (`--set data.n=2000`, a JSON file, a preset)
+
+
+def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
+    """`base` (a dataclass instance, nested ones inside) with the values in `over` (nested dicts
+    for nested configs). An unknown key, or a value of another type than the field's, is a
+    ValueError naming the dotted key."""
+    names = {f.name for f in dataclasses.fields(base)}
+    kw = {}
+    for k, v in over.items():
+        if k not in names:
+            raise ValueError(f"{where}{k}: unknown setting (known: {', '.join(sorted(names))})")
+        cur = getattr(base, k)
+        if dataclasses.is_dataclass(cur) and isinstance(v, dict):
+            kw[k] = merge(cur, v, f"{where}{k}.")
+        else:
+            kw[k] = _typed_value(f"{where}{k}", cur, v)
+    return dataclasses.replace(base, **kw)
+
+
+def _typed_value(key: str, current: Any, value: Any) -> Any:
+    """`value` where the field now holds `current`: same type (an int where a float is, a list
+    for a list); a field that is None takes anything."""
+    if current is None or value is None and not isinstance(current, (bool, int, float, str)):
+        return value
+    if isinstance(current, bool) or isinstance(value, bool):
+        ok = isinstance(current, bool) and isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    elif dataclasses.is_dataclass(current):
+        ok = False
+    elif isinstance(current, str) and isinstance(value, int):
+        ok, value = True, str(value)  # --set name=2024: a name, not a number
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        kind = "a dict of settings" if dataclasses.is_dataclass(current) else type(current).__name__
+        raise ValueError(f"{key}: expected {kind} (like {current!r}), got {value!r}")
+    return value
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """['a.b=1', 'c=x'] -> {'a': {'b': 1}, 'c': 'x'}; each value read as JSON, else as text."""
+    over: dict[str, Any] = {}
+    for text in sets:
+        key, eq, val = text.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=4 or --set data.n=2000")
+        node = over
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        try:
+            node[parts[-1]] = json.loads(val)
+        except json.JSONDecodeError:
+            node[parts[-1]] = val
+    return over
+
+
+def check(cfg: Any, where: str = "") -> None:
+    """Each `option` field's choices and bounds (nested configs too); ValueError naming the key."""
+    for f in dataclasses.fields(cfg):
+        value, opt = getattr(cfg, f.name), f.metadata.get("option")
+        if dataclasses.is_dataclass(value):
+            check(value, f"{where}{f.name}.")
+        if opt is None or value is None:
+            continue
+        if opt.choices and value not in opt.choices:
+            raise ValueError(f"{where}{f.name}: expected one of {', '.join(opt.choices)}, got {value!r}")
+        if opt.bounds and not opt.bounds[0] <= value <= opt.bounds[1]:
+            raise ValueError(f"{where}{f.name}: {value!r} is outside [{opt.bounds[0]}, {opt.bounds[1]}]")
+
+
+def describe(cfg: Any, where: str = "") -> list[str]:
+    """One line per setting, dotted key = current value, and its help: for --help."""
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value, opt = getattr(cfg, f.name), f.metadata.get("option")
+        if dataclasses.is_dataclass(value):
+            lines += describe(value, f"{where}{f.name}.")
+            continue
+        text = f"  {where}{f.name}={json.dumps(value)}"
+        if opt is not None:
+            extra = f" ({'|'.join(opt.choices)})" if opt.choices else ""
+            extra += f" [{opt.bounds[0]:g}..{opt.bounds[1]:g}]" if opt.bounds else ""
+            text = f"{text:<36} {opt.help}{extra}"
+        lines.append(text)
+    return lines

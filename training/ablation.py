@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from models.cli import command_parser
-from training.train import TrainConfig, _merge, check_collapse, resolve_config, train
+from models.options import merge
+from training.train import TrainConfig, check_collapse, resolve_config, train
 
 # Each row: (name, what changes, overrides on top of the default recipe). Read top to bottom: every
 # row adds one ingredient to the row above it.
@@ -61,8 +62,8 @@ def run_row(name: str, overrides: dict[str, Any], scale: float, out: Path) -> di
     over = dict(overrides)
     preset = over.pop("preset", None)
     cfg = resolve_config(preset, None, [])
-    cfg = _merge(cfg, over)
-    cfg = _merge(
+    cfg = merge(cfg, over)
+    cfg = merge(
         cfg, {"name": name, "out": str(out), "epochs": max(1, round(cfg.epochs * scale)), "collapse_after": 10_000}
     )  # let every row run its course: the table shows the collapse
     return train(cfg, progress=False)

@@ -41,6 +41,7 @@ from models.cli import guarded
 from models.cpu import has_native_bf16, isa_text
 from models.decision import DEFAULT_THRESHOLDS, decide
 from models.metrics import metrics
+from models.options import check, describe, merge, option, parse_sets
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, build, image_log_scores
 from models.preprocess import InputSpec, normalize
@@ -50,6 +51,7 @@ from training.data import DataError, Samples, click_targets, concat, dense_targe
 
 REPO = Path(__file__).resolve().parent.parent
 CODE_VERSION = "0.1.0"
+AMP_MODES = ("auto", "bf16", "off")
 
 # ---------------------------------------------------------------------------------------------
 # Config
@@ -57,57 +59,64 @@ CODE_VERSION = "0.1.0"
 
 @dataclass
 class DataConfig:
-    n: int = 7000  # training renders
-    seed: int = 1
-    styles: str = BOTH_STYLES  # chosen on the selection set (training.compare), see docs/ablation.md
-    widen: float = 1.3
-    max_defects: int = 3  # training renders: defective images get 1..K bad pins (more examples per image)
-    away_bends: float = 0.0  # training renders: share of bends drawn small and leaning away from the camera
-    vary: float = 0.0  # training renders: 0..1, randomize what PART.md leaves open (render.py: _look_params)
-    defect_columns: list[int] | None = None  # None = defects anywhere
-    val_n: int = 600
-    val_seed: int = 9001
-    val_widen: float = 1.3  # validation: photo/flat 50/50 at these camera ranges, whatever the training data
-    val_defect_columns: list[int] | None = None
-    folder: str | None = None  # a labelled folder to train on instead of rendering one
-    mix_folder: str | None = None  # a labelled folder trained on together with the renders (or `folder`)
-    mix_set: str | None = None  # or a named set (training/datasets.py, e.g. blender-train), rendered once
-    mix_n: int | None = None  # frames of mix_set: the first mix_n of its seed (None: the whole set)
-    val_folder: str | None = None
+    n: int = option(7000, "training renders")
+    seed: int = option(1, "seed of the training renders")
+    styles: str = option(BOTH_STYLES, "drawing styles and their shares (chosen on the selection set, docs/ablation.md)")
+    widen: float = option(1.3, "camera ranges stretched about PART.md's (1 = exactly PART.md)", bounds=(1.0, 3.0))
+    max_defects: int = option(3, "defective renders get 1..K bad pins (more examples per image)")
+    away_bends: float = option(0.0, "share of bends drawn small and leaning away from the camera", bounds=(0, 1))
+    vary: float = option(0.0, "randomize what PART.md leaves open (render.py: _look_params)", bounds=(0, 1))
+    defect_columns: list[int] | None = option(None, "defects only in these pin columns (null: anywhere)")
+    val_n: int = option(600, "validation renders")
+    val_seed: int = option(9001, "seed of the validation renders")
+    val_widen: float = option(
+        1.3, "validation camera ranges (photo/flat 50/50, whatever the training data)", bounds=(1, 3)
+    )
+    val_defect_columns: list[int] | None = option(None, "validation defects only in these columns")
+    folder: str | None = option(None, "a labelled folder to train on instead of rendering one")
+    mix_folder: str | None = option(None, "a labelled folder trained on together with the renders (or folder)")
+    mix_set: str | None = option(None, "or a named training set (training/datasets.py, e.g. blender-train)")
+    mix_n: int | None = option(None, "frames of mix_set: the first mix_n of its seed (null: the whole set)")
+    val_folder: str | None = option(None, "a labelled folder to validate on instead of renders")
 
 
 @dataclass
 class TrainConfig:
-    name: str = "default"
-    part: str = "default"
-    model: str = "pinvit_tiny_cs16"
-    model_overrides: dict[str, Any] = field(default_factory=lambda: {"stem_depth": 2})
-    input: dict[str, Any] = field(default_factory=dict)  # InputSpec overrides
+    name: str = option("default", "the run's folder under out/")
+    part: str = option("default", "part spec: a name in models/parts or a JSON file")
+    model: str = option("pinvit_tiny_cs16", "timm model name (models/pinvit.py)")
+    model_overrides: dict[str, Any] = option({"stem_depth": 2}, "PinViTConfig fields over the model's")
+    input: dict[str, Any] = option({}, "InputSpec fields (crop, size, mean/std) over the defaults")
     data: DataConfig = field(default_factory=DataConfig)
-    supervision: str = "dense"  # "dense" (per-token targets from the generator) or "image" (labels only)
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1.5e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_steps: int = 150
-    grad_clip: float = 1.0
-    defect_weight: float = 4.0  # dense loss weight of tokens on a defective pin
-    pin_map_weight: float = 0.5
-    image_weight: float = 0.5  # multiple-instance image loss on the dense map
-    aug_shift_px: int = 12  # random translation of the model input, in input pixels
-    aug_color: float = 0.15  # random brightness/contrast per image
-    aug_camera: float = 0.0  # 0..1: per-channel gain, gamma, blur, noise, JPEG, small rotation and scale
-    collapse_share: float = 0.9  # a validation predicting one class this often...
-    collapse_after: int = 3  # ...from this epoch on, stops the run
-    # "auto": bf16 autocast where the CPU does bf16 in hardware (AVX512-BF16/AMX), else float32;
-    # "bf16" forces it (emulated, many times slower without that hardware); "off" is float32
-    amp: str = "auto"
-    init_from: str | None = None  # start from this checkpoint's weights (same architecture) instead of random
-    threads: int = 0  # torch threads, 0 = all cores
-    seed: int = 0
-    out: str = "runs"
-    workers: int = 2  # rendering / loading processes
+    supervision: str = option(
+        "dense", "dense: per-token targets from the renders; image: labels only", choices=("dense", "image")
+    )
+    epochs: int = option(10, "passes over the training set", bounds=(1, 1000))
+    batch_size: int = option(16, "images per step", bounds=(1, 4096))
+    lr: float = option(1.5e-3, "peak learning rate (AdamW, cosine)", bounds=(0, 1))
+    min_lr: float = option(1e-5, "learning rate at the end of the cosine", bounds=(0, 1))
+    weight_decay: float = option(0.05, "AdamW weight decay", bounds=(0, 1))
+    warmup_steps: int = option(150, "linear warm-up steps", bounds=(0, 10**6))
+    grad_clip: float = option(1.0, "gradient norm clip", bounds=(0, 1000))
+    defect_weight: float = option(4.0, "dense loss weight of tokens on a defective pin", bounds=(0, 1000))
+    pin_map_weight: float = option(0.5, "weight of the pin-map loss", bounds=(0, 1000))
+    image_weight: float = option(0.5, "weight of the multiple-instance image loss", bounds=(0, 1000))
+    aug_shift_px: int = option(12, "random translation of the model input, input pixels", bounds=(0, 200))
+    aug_color: float = option(0.15, "random brightness/contrast per image", bounds=(0, 1))
+    aug_camera: float = option(0.0, "per-channel gain, gamma, blur, noise, JPEG, small rotation, scale", bounds=(0, 1))
+    collapse_share: float = option(0.9, "a validation predicting one class this often...", bounds=(0, 1))
+    collapse_after: int = option(3, "...from this epoch on stops the run", bounds=(1, 10**6))
+    amp: str = option(
+        "auto",
+        "auto: bf16 where the CPU does bf16 in hardware (AVX512-BF16/AMX), else float32; "
+        "bf16 forces it (many times slower without that hardware); off: float32",
+        choices=AMP_MODES,
+    )
+    init_from: str | None = option(None, "start from this checkpoint's weights instead of random ones")
+    threads: int = option(0, "torch threads (0: all cores)", bounds=(0, 1024))
+    seed: int = option(0, "seed of initialization, shuffling and augmentation")
+    out: str = option("runs", "folder the run's folder goes in")
+    workers: int = option(2, "rendering / loading processes", bounds=(1, 256))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -151,57 +160,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
-    """Apply a dict of overrides to a dataclass instance; unknown keys are errors."""
-    names = {f.name: f for f in dataclasses.fields(base)}
-    kw = {}
-    for k, v in over.items():
-        if k not in names:
-            raise ValueError(f"{where}{k}: unknown setting (known: {', '.join(sorted(names))})")
-        cur = getattr(base, k)
-        kw[k] = _merge(cur, v, f"{where}{k}.") if dataclasses.is_dataclass(cur) and isinstance(v, dict) else v
-    return dataclasses.replace(base, **kw)
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]) -> TrainConfig:
+    """The defaults, then the preset, the JSON file and the --set values, in that order; every
+    key, type, choice and range checked (ValueError naming the key)."""
     cfg = TrainConfig()
     if preset:
         if preset not in PRESETS:
             raise ValueError(f"--preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-        cfg = _merge(cfg, PRESETS[preset])
+        cfg = merge(cfg, PRESETS[preset])
     if config_file:
         try:
-            cfg = _merge(cfg, json.loads(Path(config_file).read_text()))
+            cfg = merge(cfg, json.loads(Path(config_file).read_text()), f"{config_file}: ")
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{config_file}: cannot read config ({e})") from None
-    for s in sets:
-        key, eq, val = s.partition("=")
-        if not eq:
-            raise ValueError(f"--set {s!r}: expected key=value, e.g. --set epochs=4 or --set data.n=2000")
-        over: dict[str, Any] = {}
-        node = over
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = _parse_value(val)
-        cfg = _merge(cfg, over)
-    if cfg.supervision not in ("dense", "image"):
-        raise ValueError(f"supervision: expected 'dense' or 'image', got {cfg.supervision!r}")
-    if not 0 <= cfg.data.away_bends <= 1:
-        raise ValueError(f"data.away_bends: expected a share between 0 and 1, got {cfg.data.away_bends!r}")
-    if cfg.amp not in AMP_MODES:
-        raise ValueError(f"amp: expected one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+    cfg = merge(cfg, parse_sets(sets))
+    check(cfg)
     return cfg
-
-
-AMP_MODES = ("auto", "bf16", "off")
 
 
 def use_bf16(amp: str, flags: frozenset[str] | None = None) -> bool:
@@ -688,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training.train",
         description="Train the pin-defect model on synthetic renders (renders them first if needed).",
-        epilog="Presets: " + ", ".join(PRESETS) + ". Settings: see TrainConfig in training/train.py.",
+        epilog="Presets: " + ", ".join(PRESETS) + ".\n\nSettings (--set KEY=VALUE, or keys of the --config file),"
+        " with their defaults:\n" + "\n".join(describe(TrainConfig())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--preset", default=None, help="a named recipe: " + ", ".join(PRESETS))
     ap.add_argument("--config", type=Path, default=None, help="JSON file of settings to override")

@@ -1,9 +1,9 @@
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
-from models.options import add_flags, from_args, given, option
+from models.options import add_flags, check, describe, from_args, given, merge, option, parse_sets
 
 
 @dataclass
@@ -40,3 +40,56 @@ def test_a_bad_value_is_argparses_one_line_error(capsys):
 def test_only_given_flags_override():
     _, args = parse(["--n", "3"], only_given=True)
     assert given(args, Demo) == {"n": 3}
+
+
+@dataclass
+class Inner:
+    share: float = option(0.0, "a share", bounds=(0, 1))
+    folder: str | None = option(None, "a folder")
+
+
+@dataclass
+class Outer:
+    epochs: int = option(10, "passes")
+    name: str = option("default", "run name")
+    amp: str = option("auto", "precision", choices=("auto", "off"))
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_sets_reach_nested_fields_with_their_types():
+    cfg = merge(Outer(), parse_sets(["epochs=4", "inner.share=1", "inner.folder=data/x", "name=2024"]))
+    assert cfg.epochs == 4 and cfg.name == "2024" and cfg.inner.folder == "data/x"
+    assert cfg.inner.share == 1.0 and isinstance(cfg.inner.share, float)
+
+
+@pytest.mark.parametrize(
+    "sets, named",
+    [
+        (["epochs=four"], "epochs: expected int"),
+        (["epochs=4.5"], "epochs: expected int"),
+        (["inner.share=[1]"], "inner.share: expected float"),
+        (["inner=3"], "inner: expected a dict of settings"),
+        (["inner.shar=1"], "inner.shar: unknown setting"),
+        (["epochs"], "expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_set_is_one_error_naming_the_key(sets, named):
+    with pytest.raises(ValueError, match=named):
+        merge(Outer(), parse_sets(sets))
+
+
+@pytest.mark.parametrize(
+    "sets, named",
+    [(["inner.share=1.5"], r"inner.share: 1.5 is outside \[0, 1\]"), (["amp=fp16"], "amp: expected one of")],
+)
+def test_check_applies_choices_and_bounds(sets, named):
+    check(merge(Outer(), parse_sets(["inner.share=1"])))  # in range
+    with pytest.raises(ValueError, match=named):
+        check(merge(Outer(), parse_sets(sets)))
+
+
+def test_describe_lists_every_key_with_its_default_and_help():
+    lines = describe(Outer())
+    assert any(line.split()[0] == "inner.share=0.0" and "a share [0..1]" in line for line in lines)
+    assert any(line.split()[0] == 'amp="auto"' and "(auto|off)" in line for line in lines)
+    assert len(lines) == 5

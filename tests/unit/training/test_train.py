@@ -217,3 +217,17 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
     both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
     with pytest.raises(ValueError, match="give one of them"):
         train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
+
+
+def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
+    from training import train as train_mod
+
+    with pytest.raises(SystemExit) as e:
+        train_mod.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for key in ("data.vary=0.0", "epochs=10", 'amp="auto"', "data.mix_set=null"):
+        assert key in out
+    assert train_mod.main(["--set", "epochs=ten"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "epochs: expected int" in err
