@@ -65,6 +65,8 @@ DB_FILE = "archive.db"
 LABELS_FILE = "labels.csv"
 LEGACY_FILE = "flagged.csv"
 TEMP_PREFIX = ".part-"
+PRUNE_PREFIX = ".pruned-"  # an image on its way out under the size limit (its row is being deleted)
+PRUNE_TO = 0.9  # pruning frees space down to this share of the limit, so it runs once in a while
 MIN_FREE_BYTES = 50 * 2**20  # leave the disk to the rest of the PC before it is completely full
 BUSY_TIMEOUT_S = 15.0  # how long a writer waits for another process's transaction
 TEMP_GRACE_S = 30.0  # without file locks: a temporary file younger than this may be another writer's
@@ -277,7 +279,10 @@ class Archive:
         min_free_bytes: int = MIN_FREE_BYTES,
         keep: KeepPolicy | None = None,
         fsync: bool = True,
+        max_bytes: int = 0,
     ):
+        """`max_bytes` (0: none) caps the images' size: past it, the oldest unreviewed frames go,
+        the OK samples and borderline ones before the NG ones; reviewed frames are never removed."""
         self.root = Path(root).expanduser()
         self.images = self.root / "images"
         self.db_path = self.root / DB_FILE
@@ -290,6 +295,10 @@ class Archive:
         self.saved = 0
         self.saved_by: Counter[str] = Counter()  # saves per reason kept (ng, uncertain, ok-sample)
         self.not_saved = 0
+        self.max_bytes = max_bytes
+        self.pruned = 0
+        self.limit_note = ""  # set when only reviewed frames are left over the limit
+        self._bytes: int | None = None  # the images' size, scanned when first needed
         self.last_check: CheckReport | None = None
         self._local = threading.local()  # one SQLite connection per thread
         self._open_lock = threading.Lock()
@@ -383,6 +392,10 @@ class Archive:
         text = f"{ng} NG frames saved to {self.root}"
         if others:
             text += " (also kept for review: " + ", ".join(f"{n} {k}" for k, n in sorted(others.items())) + ")"
+        if self.pruned:
+            text += f"; {self.pruned} older unreviewed frames removed to stay under {self.max_bytes / 1e9:g} GB"
+        if self.limit_note:
+            text += f"; {self.limit_note}"
         return text
 
     # -- saving ---------------------------------------------------------------------------------
@@ -474,6 +487,10 @@ class Archive:
             if not ok:
                 raise OSError(errno.EIO, "PNG encoding failed")
             name = self._store(conn, name, png.tobytes(), values)
+            if self.max_bytes:
+                self._bytes = self._images_bytes() if self._bytes is None else self._bytes + len(png)
+                if self._bytes > self.max_bytes:
+                    self.prune()
         except (OSError, sqlite3.Error) as e:
             detail = e.strerror if isinstance(e, OSError) and e.errno == errno.ENOSPC and "free" in str(e) else ""
             msg = f"cannot save NG frames to {self.root}: {_reason(e)}" + (f" ({detail})" if detail else "")
@@ -523,6 +540,61 @@ class Archive:
             os.close(fd)
         return name
 
+    # -- the size limit -------------------------------------------------------------------------
+
+    def _images_bytes(self) -> int:
+        return sum(
+            e.stat().st_size for e in os.scandir(self.images) if e.name.endswith(".png") and not e.name.startswith(".")
+        )
+
+    def prune(self, batch: int = 100) -> int:
+        """Remove the oldest unreviewed frames until the images take at most PRUNE_TO of
+        `max_bytes`: OK samples and borderline frames first, then NG ones; reviewed frames (a
+        person's labels: the next training's data) stay. Each image is renamed out of the way
+        before its row is deleted, so a kill leaves nothing `check` cannot tidy. Returns how many
+        went."""
+        if not self.max_bytes:
+            return 0
+        conn = self._db()
+        total, target, gone = self._images_bytes(), int(self.max_bytes * PRUNE_TO), 0
+        while total > target:
+            files = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT file FROM frames WHERE review_label IS NULL AND missing = 0 "
+                    "ORDER BY (',' || kept || ',') LIKE '%,ng,%', id LIMIT ?",
+                    (batch,),
+                )
+            ]
+            if not files:
+                note = f"over its {self.max_bytes / 1e9:g} GB limit with reviewed frames only: export them for training"
+                if note != self.limit_note:
+                    self.limit_note = note
+                    log.warning("archive %s: %s", self.root, note)
+                break
+            moved = []
+            for f in files:  # oldest first, only as many as it takes
+                src, dst = self.images / f, self.images / f"{PRUNE_PREFIX}{f}"
+                try:
+                    size = src.stat().st_size
+                    os.replace(src, dst)
+                except FileNotFoundError:
+                    size = 0  # gone already: its row goes all the same
+                moved.append((f, dst))
+                total -= size
+                if total <= target:
+                    break
+            with self._write() as c:
+                c.executemany("DELETE FROM frames WHERE file = ?", [(f,) for f, _ in moved])
+            for _, dst in moved:
+                dst.unlink(missing_ok=True)
+            gone += len(moved)
+        else:
+            self.limit_note = ""
+        self.pruned += gone
+        self._bytes = total
+        return gone
+
     # -- the startup check ----------------------------------------------------------------------
 
     def check(self) -> CheckReport:
@@ -539,6 +611,10 @@ class Archive:
         now = time.time()
         grace = TEMP_GRACE_S if fcntl is None else 1.0
         for n, e in entries.items():
+            if n.startswith(PRUNE_PREFIX):  # a prune killed before it finished: its row is, or is about to be, gone
+                os.unlink(e.path)
+                rep.temp_removed += 1
+                continue
             if not n.startswith(TEMP_PREFIX):
                 continue
             pid, _, target = n[len(TEMP_PREFIX) :].partition("-")

@@ -211,6 +211,10 @@ class StationConfig:
         0.05, "also keep every frame whose score is within this of a threshold (0: none)", 0.0, 0.5,
         label="Keep borderline within", step=0.01,
     )  # fmt: skip
+    archive_max_gb: float = number(
+        0.0, "size limit of the archive's images in GB: past it the oldest unreviewed frames go, OK samples first "
+        "(reviewed ones stay); 0: none", 0.0, 100_000.0, "--archive-max-gb", "Archive size limit", step=1.0, unit="GB",
+    )  # fmt: skip
     model_history: list[str] = other(
         [], "model bundles run before this one, newest first (Roll back returns to the first)", _folders
     )
@@ -258,6 +262,9 @@ class StationConfig:
 
     def archive_path(self) -> Path:
         return Path(self.archive_dir).expanduser() if self.archive_dir else default_archive_dir()
+
+    def archive_max_bytes(self) -> int:
+        return int(self.archive_max_gb * 1e9)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

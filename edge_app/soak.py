@@ -234,7 +234,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: source: {e}", file=sys.stderr)
         return 2
     source = FlakySource(inner, args.fault_every, args.fault_for)
-    archive = Archive(cfg.archive_path(), keep=KeepPolicy.of(cfg), fsync=not args.no_fsync)
+    archive = Archive(
+        cfg.archive_path(), keep=KeepPolicy.of(cfg), fsync=not args.no_fsync, max_bytes=cfg.archive_max_bytes()
+    )
     holder = ModelHolder(runtime_factory(cfg), describe=str(cfg.model_dir()))
     counters = _Counters()
     pipe = Pipeline(

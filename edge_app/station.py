@@ -64,7 +64,13 @@ class Station:
         keep = KeepPolicy.of(cfg)
         if not cfg.archive_enabled:
             return None
-        return Archive(cfg.archive_path(), keep=keep, on_state=self._archive_state, n_pins=part_pins(cfg.part))
+        return Archive(
+            cfg.archive_path(),
+            keep=keep,
+            on_state=self._archive_state,
+            n_pins=part_pins(cfg.part),
+            max_bytes=cfg.archive_max_bytes(),
+        )
 
     def _archive_state(self, msg: str) -> None:
         if self.plc is not None:
@@ -193,6 +199,7 @@ class Station:
             self.archive = self._make_archive(cfg)
         elif self.archive is not None:
             self.archive.keep = KeepPolicy.of(cfg)
+            self.archive.max_bytes = cfg.archive_max_bytes()
         if any(getattr(old, f) != getattr(cfg, f) for f in _PLC_FIELDS) and (self.plc is not None or cfg.plc):
             from edge_app.plc.serving import PlcServerError
 

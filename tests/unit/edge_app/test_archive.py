@@ -233,3 +233,55 @@ def test_a_hand_edit_of_labels_csv_is_read_back_not_overwritten(tmp_path):
     assert a.labels() == {n[1]: ("NUKENG", 2), n[2]: ("BENDNG", 7)}  # the reviews live in archive.db
     a.export_labels()
     assert len(read_labels(tmp_path)) == 2
+
+
+def noisy(i, label="BENDNG", pin=5):
+    r = result(i, label, pin)
+    r.frame.image[:] = np.random.default_rng(i).integers(0, 256, r.frame.image.shape, dtype=np.uint8)
+    return r
+
+
+def test_the_size_limit_removes_the_oldest_unreviewed_frames_ok_samples_first(tmp_path):
+    probe = Archive(tmp_path / "probe")
+    size = (tmp_path / "probe" / "images" / probe.save(noisy(0))).stat().st_size  # noise: every PNG about as big
+    a = Archive(tmp_path / "arch", max_bytes=int(6.5 * size))
+    ng = [a.save(noisy(i)) for i in range(3)]
+    a.relabel(ng[0], "BENDNG", 5)  # a person's label: training data, never removed
+    ok = [a.save(noisy(10 + i, "OK", 0), kept="ok-sample") for i in range(3)]
+    assert a.pruned == 0 and len(a.flagged()) == 6
+    newer = [a.save(noisy(20 + i)) for i in range(2)]  # 8 frames > 6.5: down to 90% of the limit
+    left = {r.file for r in a.flagged()}
+    assert left == {*ng, *newer, ok[2]}  # the two oldest OK samples went first, no NG yet
+    assert a.pruned == 2
+    more = [a.save(noisy(30 + i)) for i in range(3)]
+    left = {r.file for r in a.flagged()}
+    assert ng[0] in left and ng[1] not in left and ok[2] not in left  # then the oldest unreviewed NG
+    assert set(more) <= left
+    images = {p.name for p in (tmp_path / "arch" / "images").iterdir()}
+    assert images == left  # rows == images, nothing half-removed
+    assert sum((tmp_path / "arch" / "images" / f).stat().st_size for f in images) <= 6.5 * size
+    assert read_labels(tmp_path / "arch") == [(ng[0], "BENDNG", 5)]  # the review is still training data
+    assert "older unreviewed frames removed" in a.summary()
+
+
+def test_over_the_limit_with_reviewed_frames_only_keeps_them_and_says_so(tmp_path):
+    a = Archive(tmp_path, max_bytes=1)
+    for i in range(2):
+        a.save(noisy(i))
+    assert a.flagged() == [] and a.pruned == 2  # unreviewed: removed at once under so small a limit
+    a.max_bytes = 0
+    kept = a.save(noisy(6))
+    a.relabel(kept, "NUKENG", 7)
+    a.max_bytes = 1
+    a.save(noisy(7))
+    assert [r.file for r in a.flagged()] == [kept]  # the reviewed frame stays, the new one went
+    assert "reviewed frames only" in a.limit_note and "reviewed frames only" in a.summary()
+
+
+def test_check_tidies_an_image_a_prune_was_killed_removing(tmp_path):
+    a = Archive(tmp_path)
+    name = a.save(noisy(1))
+    os.replace(tmp_path / "images" / name, tmp_path / "images" / f".pruned-{name}")  # killed before its row went
+    rep = a.check()
+    assert not (tmp_path / "images" / f".pruned-{name}").exists() and rep.temp_removed == 1
+    assert rep.marked_missing == 1 and rep.images == 0
