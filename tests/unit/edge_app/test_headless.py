@@ -131,3 +131,12 @@ def test_thresholds_given_before_the_model_loads_decide_from_the_first_frame(fak
     assert main([*argv, "--config", str(tmp_path / "default.json")]) == 0
     records, _ = parse(capsys.readouterr().out)
     assert sum(r["label"] != "OK" for r in records) >= 9
+
+
+def test_a_source_that_cannot_be_made_is_exit_1_with_one_error_line(tmp_path):
+    err = io.StringIO()
+    cfg = StationConfig(source="nonsense:thing", archive_enabled=False, model=str(tmp_path))
+    status, summary = headless.run(cfg, frames=5, out=io.StringIO(), err=err)
+    lines = err.getvalue().strip().splitlines()
+    assert status == 1 and summary == {}
+    assert len(lines) == 1 and lines[0].startswith("error: source:") and "nonsense" in lines[0]
