@@ -38,15 +38,15 @@ def _fmt(m: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.ship", __doc__)
     ap.add_argument("--run", type=Path, default=Path("runs/default"), help="the run folder to ship")
-    ap.add_argument("--dest", type=Path, default=Path("models/default"))
+    ap.add_argument("--dest", type=Path, default=Path("models/default"), help="where the model and its card go")
     ap.add_argument("--data", type=Path, default=Path("data"), help="where the test sets are rendered")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="rendering processes for the test sets")
     ap.add_argument(
         "--blender-n",
         type=int,
         default=datasets.get("blender-test").n,
-        help="frames of the Blender test set, a renderer the model never saw (default %(default)s; "
-        "0 skips it; needs make blender-venv; rendered once, ~3 s a frame on 2 cores)",
+        help="frames of the fresh Blender test set, never trained on (default %(default)s; 0 skips it; needs "
+        "make blender-venv; rendered once into --data, 1.6-4 s a frame on 2 cores)",
     )
     args = ap.parse_args(argv)
     ckpt = args.run / "model.safetensors"
