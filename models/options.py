@@ -56,7 +56,7 @@ def options(cls: type) -> dict[str, tuple[Option, Any]]:
     for f in dataclasses.fields(cls):
         opt = f.metadata.get("option")
         if opt is not None:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
             out[f.name] = (opt, default)
     return out
 
