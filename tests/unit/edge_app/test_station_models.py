@@ -140,3 +140,19 @@ def test_the_window_switches_and_rolls_back_and_saves_the_history(qtbot, tmp_pat
         assert win.station.model.runtime.info["version"] == "A"
     finally:
         win.station.close()
+
+
+def test_reset_counters_zeroes_the_session_and_the_run_and_max_frames_counts_from_there(tmp_path):
+    """The PLC's reset (and the window's) restarts both counts; a run with max_frames then
+    inspects that many more frames, as `headless --frames` with a PLC reset mid-run does."""
+    st, seen = station(tmp_path, [], archive_enabled=False)
+    assert st.start(max_frames=40, keep_all_latencies=True)
+    wait_for(seen, "fake A", n=10)
+    counted = st.pipeline.stats.n
+    st.reset_counters()
+    before = len(seen)
+    assert st.stats.n < 3 and st.pipeline.stats.n < counted  # both start again (a frame may land meanwhile)
+    assert st.pipeline.wait(timeout=20)
+    assert st.pipeline.summary()["frames"] == 40  # 40 counted from the reset, not from the start
+    assert abs((len(seen) - before) - 40) <= 2 and abs(st.stats.n - 40) <= 2
+    st.close()
