@@ -156,3 +156,24 @@ def test_reset_counters_zeroes_the_session_and_the_run_and_max_frames_counts_fro
     assert st.pipeline.summary()["frames"] == 40  # 40 counted from the reset, not from the start
     assert abs((len(seen) - before) - 40) <= 2 and abs(st.stats.n - 40) <= 2
     st.close()
+
+
+def test_apply_config_while_running_reloads_only_what_changed(tmp_path):
+    """New settings on a running station: the archive takes its new policy and size limit in
+    place, the model is reloaded only when a model field changed, and the line runs on."""
+    from dataclasses import replace
+
+    loads = []
+    st, seen = station(tmp_path, loads)
+    st.start()
+    wait_for(seen, "fake A")
+    archive = st.archive
+    assert st.apply_config(replace(st.cfg, archive_ok_every=7, archive_max_gb=2.5)) is True  # restarted
+    assert st.archive is archive and archive.keep.ok_every == 7 and archive.max_bytes == int(2.5e9)
+    assert loads == ["A"]  # same model fields: not reloaded
+    n = len(seen)
+    wait_for(seen, "fake A", n=n + 3)  # still inspecting
+    st.apply_config(replace(st.cfg, model="B"))
+    wait_for(seen, "fake B")
+    assert loads == ["A", "B"]
+    st.close()
