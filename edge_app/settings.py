@@ -65,6 +65,7 @@ class Setting(Option):
     integer: bool = False
     step: float = 1.0
     unit: str = ""
+    zero: str = ""  # what 0 means, shown in the dialog instead of the number ("no limit")
 
 
 def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
@@ -137,12 +138,13 @@ def _field(default: Any, s: Setting) -> Any:
 
 def number(
     default: float, help: str, lo: float, hi: float, flag: str | None = None, label: str | None = None,
-    step: float = 1.0, unit: str = "",
+    step: float = 1.0, unit: str = "", zero: str = "",
 ) -> Any:  # fmt: skip
     integer = isinstance(default, int)
     check = functools.partial(_number, lo=lo, hi=hi, integer=integer)
     return _field(default, Setting(help, flag, kind="number", check=check, label=label, lo=lo, hi=hi,
-                                   integer=integer, step=step, unit=unit, metavar="N" if integer else "X"))  # fmt: skip
+                                   integer=integer, step=step, unit=unit, metavar="N" if integer else "X",
+                                   zero=zero))  # fmt: skip
 
 
 def choice(default: str, help: str, choices: tuple[str, ...], flag: str | None = None, label: str | None = None) -> Any:
@@ -202,18 +204,29 @@ class StationConfig:
         True, "save NG frames (and the sampled OK and borderline ones) for review", label="Archive"
     )
     archive_ok_every: int = number(
-        100, "also keep every n-th OK frame for review (0: none)", 0, 1_000_000, label="Keep every n-th OK"
+        100,
+        "also keep every n-th OK frame for review (0: none)",
+        0,
+        1_000_000,
+        label="Keep every n-th OK",
+        zero="none",
     )
     archive_ok_per_hour: int = number(
-        60, "at most this many sampled OK frames an hour (0: no cap)", 0, 1_000_000, label="Sampled OK per hour"
+        60,
+        "at most this many sampled OK frames an hour (0: no cap)",
+        0,
+        1_000_000,
+        label="Sampled OK per hour",
+        zero="no cap",
     )
     archive_margin: float = number(
         0.05, "also keep every frame whose score is within this of a threshold (0: none)", 0.0, 0.5,
-        label="Keep borderline within", step=0.01,
+        label="Keep borderline within", step=0.01, zero="none",
     )  # fmt: skip
     archive_max_gb: float = number(
         0.0, "size limit of the archive's images in GB: past it the oldest unreviewed frames go, OK samples first "
         "(reviewed ones stay); 0: none", 0.0, 100_000.0, "--archive-max-gb", "Archive size limit", step=1.0, unit="GB",
+        zero="no limit",
     )  # fmt: skip
     model_history: list[str] = other(
         [], "model bundles run before this one, newest first (Roll back returns to the first)", _folders
@@ -221,7 +234,7 @@ class StationConfig:
     loop: bool = boolean(False, "replay a video or folder when it ends", "--loop", "Loop")
     fps: float = number(
         0.0, "frame-rate cap for a video or folder source (0: no cap)", 0.0, 1000.0, "--fps", "File frame-rate cap",
-        unit="fps",
+        unit="fps", zero="no cap",
     )  # fmt: skip
     sim_defect_rate: float = number(
         0.2, "fraction of simulated parts with a defect (0..1)", 0.0, 1.0, "--sim-defect-rate",
@@ -253,7 +266,12 @@ class StationConfig:
         "0.0.0.0", "address the PLC server listens on (0.0.0.0: every network card)", label="PLC address", kind="host"
     )
     plc_port: int = number(
-        0, "TCP port of the PLC server (0: 5020 for Modbus, 4840 for OPC UA)", 0, 65535, label="PLC port"
+        0,
+        "TCP port of the PLC server (0: 5020 for Modbus, 4840 for OPC UA)",
+        0,
+        65535,
+        label="PLC port",
+        zero="protocol default (5020 / 4840)",
     )
     plc_unit: int = number(1, "Modbus unit id the station answers as (1..247)", 1, 247, "--plc-unit", "Modbus unit")
 

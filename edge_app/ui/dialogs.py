@@ -101,6 +101,8 @@ class SettingsDialog(QDialog):
                 spin.setValue(int(value))
             if s.unit:
                 spin.setSuffix(f" {s.unit}")
+            if s.zero and s.lo == 0:
+                spin.setSpecialValueText(s.zero)  # shown at the minimum, 0
             return spin, spin
         if s.kind == "choice":
             combo = QComboBox()

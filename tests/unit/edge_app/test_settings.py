@@ -184,3 +184,21 @@ def test_the_dialog_refuses_a_plc_trigger_without_a_plc_server(qtbot):
     plc.setCurrentIndex(plc.findData("modbus"))
     dlg._accept()
     assert dlg.result() == 1 and dlg.result_config.plc == "modbus"
+
+
+def test_a_zero_that_means_none_reads_as_words_and_saves_as_zero(qtbot):
+    from edge_app.ui.dialogs import SettingsDialog
+
+    dlg = SettingsDialog(StationConfig(archive_max_gb=0.0, archive_ok_every=0, plc_port=0))
+    qtbot.addWidget(dlg)
+    shown = {n: dlg.fields[n].text() for n in ("archive_max_gb", "archive_ok_every", "plc_port")}
+    assert shown == {
+        "archive_max_gb": "no limit",
+        "archive_ok_every": "none",
+        "plc_port": "protocol default (5020 / 4840)",
+    }
+    dlg.fields["archive_max_gb"].setValue(50.0)
+    assert dlg.fields["archive_max_gb"].text() == "50.00 GB"
+    dlg._accept()
+    got = dlg.result_config
+    assert (got.archive_max_gb, got.archive_ok_every, got.plc_port) == (50.0, 0, 0)
