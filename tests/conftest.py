@@ -16,3 +16,13 @@ def private_model_choice_cache(tmp_path_factory):
     mp.setenv("PININSPECT_CACHE_DIR", str(tmp_path_factory.mktemp("model-choice-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_data_folder(tmp_path_factory):
+    """Renders and named sets the tests make go to a throwaway folder, not the repository's data/
+    (where a developer's real data sets live)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PININSPECT_DATA", str(tmp_path_factory.mktemp("data")))
+    yield
+    mp.undo()

@@ -38,7 +38,7 @@ def score(
     set_names: list[str],
     part: str = "default",
     n: int | None = None,
-    data: Path = datasets.REPO / "data",
+    data: Path | None = None,
     progress: bool = True,
     preds_dir: Path | None = None,
 ) -> list[dict[str, Any]]:

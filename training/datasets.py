@@ -122,6 +122,11 @@ class DatasetError(RuntimeError):
     """A named set that cannot be made; one line."""
 
 
+def data_dir() -> Path:
+    """Where renders and named sets are kept: $PININSPECT_DATA, else the repository's data/."""
+    return Path(os.environ.get("PININSPECT_DATA") or REPO / "data")
+
+
 def blender_python() -> Path:
     """The interpreter with bpy (Blender needs its own venv: CPython 3.11 and numpy < 2)."""
     return Path(os.environ.get("PININSPECT_BLENDER_PYTHON", REPO / ".venv-blender" / "bin" / "python"))
@@ -130,7 +135,7 @@ def blender_python() -> Path:
 def materialize(
     s: NamedSet,
     part: PartSpec,
-    data: Path = REPO / "data",
+    data: Path | None = None,
     n: int | None = None,
     workers: int = 2,
     progress: bool = True,
@@ -138,7 +143,9 @@ def materialize(
     """The set's folder, rendered now unless it is already on disk with the same settings.
     `n` takes a prefix-sized variant (fewer frames, same seed) for quick looks."""
     n = n or s.n
-    folder = Path(data) / f"{s.name}-{part.name}-{part.fingerprint()}-{s.seed}-{n}"
+    folder = (
+        Path(data) if data is not None else data_dir()
+    ) / f"{s.name}-{part.name}-{part.fingerprint()}-{s.seed}-{n}"
     if s.renderer == "procedural":
         cfg = SynthConfig(
             n=n,

@@ -210,7 +210,7 @@ def _synth_folder(
     if vary:
         settings.append({"vary": vary})
     key = json.dumps(settings, sort_keys=True)
-    folder = REPO / "data" / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
         n=n,
         seed=seed,
