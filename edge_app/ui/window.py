@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QCloseEvent, QColor, QFont, QKeySequence, QShortcut
+from PyQt6.QtGui import QCloseEvent, QColor, QFont, QFontMetrics, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -172,6 +172,7 @@ class StationWindow(QMainWindow):
             name = QLabel(key.capitalize() if key in ("total", "yield") else key)
             value = QLabel("0")
             value.setFont(big)
+            value.setMinimumHeight(QFontMetrics(big).height())  # a squeezed panel must not cut the digits
             value.setAlignment(Qt.AlignmentFlag.AlignRight)
             if key in COLOURS:
                 name.setStyleSheet(f"color:{COLOURS[key]}; font-weight:bold;")

@@ -176,3 +176,13 @@ def test_thresholds_set_in_the_window_before_start_decide_the_first_frames(windo
     win.stop()
     assert set(seen) == {"OK"}, seen
     assert holder["rt"].thresholds == {"BENDNG": 0.99, "NUKENG": 0.99}
+
+
+def test_the_counts_are_never_cut_off_in_a_1280x800_window(window, qtbot):
+    from PyQt6.QtGui import QFontMetrics
+
+    win, _ = window()
+    win.resize(1280, 800)
+    qtbot.waitExposed(win)
+    for key, label in win.count_labels.items():
+        assert label.height() >= QFontMetrics(label.font()).height(), key
