@@ -4,7 +4,7 @@
 station's runtime), the export gate and `export.benchmark` (every model in a bundle) all call, so
 the four cannot drift apart in preprocessing, decision or metrics. A model is anything with the
 runtime's `input_spec`, `thresholds` and `infer_batch`: `models.runtime.Runtime` for ONNX Runtime
-and OpenVINO, `models.checkpoint.CheckpointModel` for torch. Torch-free.
+and OpenVINO, `models.checkpoint.TorchModel` for torch. Torch-free.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from models.decision import decide
 from models.labels import LabelsError, list_images, read_labels
 from models.metrics import metrics
 from models.part import CLASSES
-from models.preprocess import InputSpec, crop_resize, normalize, readable_frames
+from models.preprocess import InputSpec, preprocess, readable_frames
 
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores (N, 3), pin logits (N, P+1), heatmap (N, gh, gw)
 
@@ -94,8 +94,8 @@ def run(model: Model, batches: Iterable[Batch], keep_outputs: bool = False, on_b
     """Score batches with `model` and the verdict rule (its thresholds). `keep_outputs` keeps the
     raw outputs (heatmaps included: memory); `on_batch` sees each batch as it is scored."""
     files: list[str] = []
+    scores, labels, pins = [], [], []
     outs: list[Outputs] = []
-    labels, pins = [], []
     for b in batches:
         if not b.names:
             continue
@@ -104,13 +104,15 @@ def run(model: Model, batches: Iterable[Batch], keep_outputs: bool = False, on_b
         if on_batch is not None:
             on_batch(b, out, lab, pin)
         files += b.names
+        scores.append(out[0])
         labels.append(np.asarray(lab, int))
         pins.append(np.asarray(pin, int))
-        outs.append(out if keep_outputs else (out[0], out[0][:, :0], out[0][:, :0]))
+        if keep_outputs:
+            outs.append(out)
     if not files:
         empty = np.zeros(0, int)
         return Scored([], np.zeros((0, len(CLASSES)), np.float32), empty, empty)
-    scored = Scored(files, np.concatenate([o[0] for o in outs]), np.concatenate(labels), np.concatenate(pins))
+    scored = Scored(files, np.concatenate(scores), np.concatenate(labels), np.concatenate(pins))
     if keep_outputs:
         scored.outputs = (
             np.concatenate([o[0] for o in outs]),
@@ -131,10 +133,10 @@ def folder_batches(
         chunk.append(name)
         full.append(img)
         if len(chunk) == batch:
-            yield Batch(chunk, normalize([crop_resize(f, spec) for f in full], spec), full if keep_frames else None)
+            yield Batch(chunk, preprocess(full, spec), full if keep_frames else None)
             chunk, full = [], []
     if chunk:
-        yield Batch(chunk, normalize([crop_resize(f, spec) for f in full], spec), full if keep_frames else None)
+        yield Batch(chunk, preprocess(full, spec), full if keep_frames else None)
 
 
 def score(
