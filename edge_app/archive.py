@@ -67,6 +67,7 @@ LEGACY_FILE = "flagged.csv"
 TEMP_PREFIX = ".part-"
 PRUNE_PREFIX = ".pruned-"  # an image on its way out under the size limit (its row is being deleted)
 PRUNE_TO = 0.9  # pruning frees space down to this share of the limit, so it runs once in a while
+RESCAN_S = 60.0  # how often pruning re-reads the images' size (other processes save too) instead of counting
 MIN_FREE_BYTES = 50 * 2**20  # leave the disk to the rest of the PC before it is completely full
 BUSY_TIMEOUT_S = 15.0  # how long a writer waits for another process's transaction
 TEMP_GRACE_S = 30.0  # without file locks: a temporary file younger than this may be another writer's
@@ -299,6 +300,7 @@ class Archive:
         self.pruned = 0
         self.limit_note = ""  # set when only reviewed frames are left over the limit
         self._bytes: int | None = None  # the images' size, scanned when first needed
+        self._scanned = -math.inf  # time.monotonic() of the last scan
         self.last_check: CheckReport | None = None
         self._local = threading.local()  # one SQLite connection per thread
         self._open_lock = threading.Lock()
@@ -487,8 +489,11 @@ class Archive:
             if not ok:
                 raise OSError(errno.EIO, "PNG encoding failed")
             name = self._store(conn, name, png.tobytes(), values)
+            if self._bytes is not None:  # counted once known, limit or not, so a limit set later starts right
+                self._bytes += len(png)
             if self.max_bytes:
-                self._bytes = self._images_bytes() if self._bytes is None else self._bytes + len(png)
+                if self._bytes is None:
+                    self._bytes = self._images_bytes()
                 if self._bytes > self.max_bytes:
                     self.prune()
         except (OSError, sqlite3.Error) as e:
@@ -543,6 +548,7 @@ class Archive:
     # -- the size limit -------------------------------------------------------------------------
 
     def _images_bytes(self) -> int:
+        self._scanned = time.monotonic()
         return sum(
             e.stat().st_size for e in os.scandir(self.images) if e.name.endswith(".png") and not e.name.startswith(".")
         )
@@ -556,7 +562,11 @@ class Archive:
         if not self.max_bytes:
             return 0
         conn = self._db()
-        total, target, gone = self._images_bytes(), int(self.max_bytes * PRUNE_TO), 0
+        # counted since the last scan, re-read once a minute: over the limit with reviewed frames only
+        # every save prunes, and a scan of a large archive on each save would slow the writer
+        stale = self._bytes is None or time.monotonic() - self._scanned > RESCAN_S
+        total = self._images_bytes() if stale or self._bytes is None else self._bytes
+        target, gone = int(self.max_bytes * PRUNE_TO), 0
         while total > target:
             files = [
                 r[0]
@@ -567,7 +577,10 @@ class Archive:
                 )
             ]
             if not files:
-                note = f"over its {self.max_bytes / 1e9:g} GB limit with reviewed frames only: export them for training"
+                note = (
+                    f"over its {self.max_bytes / 1e9:g} GB limit with reviewed frames only: new frames are removed as "
+                    "they come until the reviewed ones are moved out (a labelled folder) or the limit is raised"
+                )
                 if note != self.limit_note:
                     self.limit_note = note
                     log.warning("archive %s: %s", self.root, note)
