@@ -142,8 +142,8 @@ def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
 
 def _typed_value(key: str, current: Any, value: Any) -> Any:
     """`value` where the field now holds `current`: same type (an int where a float is, a list
-    for a list); a field that is None takes anything."""
-    if current is None or value is None and not isinstance(current, (bool, int, float, str)):
+    for a list); a field that is None takes anything, and a list or dict field takes None."""
+    if current is None or (value is None and not isinstance(current, (bool, int, float, str))):
         return value
     if isinstance(current, bool) or isinstance(value, bool):
         ok = isinstance(current, bool) and isinstance(value, bool)
