@@ -275,7 +275,7 @@ class Archive:
         self,
         root: Path | str,
         on_state: Callable[[str], None] | None = None,
-        n_pins: int | None = 27,  # the part's; None: unknown (any pin from 1 is taken)
+        n_pins: int | None = None,  # the part's (part_pins); None: unknown (any pin from 1 is taken)
         max_pending: int = 32,
         min_free_bytes: int = MIN_FREE_BYTES,
         keep: KeepPolicy | None = None,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.archive import Archive, KeepPolicy
+from edge_app.archive import Archive, KeepPolicy, part_pins
 from edge_app.events import ModelState, Result, SourceState, Status
 from edge_app.model import ModelHolder, model_title, runtime_factory
 from edge_app.pipeline import Pipeline, PipelineOptions
@@ -235,7 +235,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     source = FlakySource(inner, args.fault_every, args.fault_for)
     archive = Archive(
-        cfg.archive_path(), keep=KeepPolicy.of(cfg), fsync=not args.no_fsync, max_bytes=cfg.archive_max_bytes()
+        cfg.archive_path(),
+        keep=KeepPolicy.of(cfg),
+        fsync=not args.no_fsync,
+        max_bytes=cfg.archive_max_bytes(),
+        n_pins=part_pins(cfg.part),
     )
     holder = ModelHolder(runtime_factory(cfg), describe=str(cfg.model_dir()))
     counters = _Counters()

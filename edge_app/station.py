@@ -21,12 +21,15 @@ from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.settings import MODEL_HISTORY, StationConfig
 from edge_app.sources import SourceError, make_source
 from edge_app.stats import Stats
+from models.overlay import pin_radius
+from models.part import PartSpecError, part_from_dict
 
 if TYPE_CHECKING:
     from edge_app.plc import PlcLink
 
 log = logging.getLogger(__name__)
 
+NO_MODEL_RADIUS = 0  # nothing is circled before a model (and its part) is loaded
 _MODEL_FIELDS = ("model", "backend", "precision", "part")
 _PLC_FIELDS = ("plc", "plc_host", "plc_port", "plc_unit")
 
@@ -59,6 +62,7 @@ class Station:
         self.pipeline: Pipeline | None = None
         self.stats = Stats()  # the session's counters, across start / stop, until reset
         self.source_name = ""
+        self._radius_of: tuple[Any, int] = (None, NO_MODEL_RADIUS)
 
     def _make_archive(self, cfg: StationConfig) -> Archive | None:
         keep = KeepPolicy.of(cfg)
@@ -199,6 +203,7 @@ class Station:
             self.archive = self._make_archive(cfg)
         elif self.archive is not None:
             self.archive.keep = KeepPolicy.of(cfg)
+            self.archive.n_pins = part_pins(cfg.part)
             self.archive.max_bytes = cfg.archive_max_bytes()
         if any(getattr(old, f) != getattr(cfg, f) for f in _PLC_FIELDS) and (self.plc is not None or cfg.plc):
             from edge_app.plc.serving import PlcServerError
@@ -244,3 +249,17 @@ class Station:
     def input_spec(self) -> Any:
         rt = self.model.runtime
         return getattr(rt, "input_spec", None) if rt is not None else None
+
+    def pin_radius(self) -> int:
+        """The circle around a defective pin on the live view: one pitch of the running model's part
+        (the bundle carries it), read once per model."""
+        rt = self.model.runtime
+        if rt is not self._radius_of[0]:
+            part = getattr(rt, "info", {}).get("part") if rt is not None else None
+            try:
+                radius = pin_radius(part_from_dict(part, source="the model's part")) if part else NO_MODEL_RADIUS
+            except PartSpecError as e:  # read_bundle checked it; a circle is not worth a crash
+                log.warning("%s", e)
+                radius = NO_MODEL_RADIUS
+            self._radius_of = (rt, radius)
+        return self._radius_of[1]

@@ -12,8 +12,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.part import PartSpec
+
 COLOURS_BGR = {"OK": (60, 180, 60), "BENDNG": (40, 40, 230), "NUKENG": (0, 150, 255)}
-PITCH_PX = 45  # PART.md: one pitch is 42-55 px in the frame
+
+
+def pin_radius(part: PartSpec) -> int:
+    """The circle drawn around a defective pin: one pitch of the part in the frame (the middle of
+    its camera's pitch range), so it takes in the pin and stops at its neighbours."""
+    lo, hi = part.camera.pitch_px
+    return int(round((lo + hi) / 2))
 
 
 def locate(heatmap: np.ndarray, spec: Any) -> tuple[float, float]:
@@ -48,11 +56,10 @@ def heat_layer(image: np.ndarray, heatmap: np.ndarray, spec: Any, strength: floa
     return out
 
 
-def draw(
-    image: np.ndarray, verdict: Any, spec: Any | None, show_heatmap: bool = False, radius: int = PITCH_PX
-) -> np.ndarray:
+def draw(image: np.ndarray, verdict: Any, spec: Any | None, radius: int, show_heatmap: bool = False) -> np.ndarray:
     """A copy of `image` with the heatmap (optional) and, for an NG verdict, the defective pin
-    circled and numbered. Without a spec (no model loaded) the frame is returned as is."""
+    circled (`radius`: see pin_radius) and numbered. Without a spec (no model loaded) the frame is
+    returned as is."""
     out = image.copy()
     if spec is None:
         return out
@@ -64,7 +71,7 @@ def draw(
     return out
 
 
-def circle(out: np.ndarray, xy: tuple[float, float], label: str, pin: int, radius: int = PITCH_PX) -> None:
+def circle(out: np.ndarray, xy: tuple[float, float], label: str, pin: int, radius: int) -> None:
     """Circle and number a pin in place (the live view, and the archive's review dialog)."""
     x, y = xy
     colour = COLOURS_BGR.get(label, (255, 255, 255))

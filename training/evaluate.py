@@ -25,16 +25,18 @@ from models.checkpoint import CheckpointError, TorchModel
 from models.cli import command_parser, write_json
 from models.labels import LabelsError, check_writable, write_predictions
 from models.metrics import format_metrics
-from models.part import CLASSES, PartSpecError, part_from_dict
+from models.part import CLASSES, PartSpecError, load_part, part_from_dict
 from models.preprocess import InputSpec
 from models.scoring import Batch, Outputs, score
 
 
-def annotate(frame: np.ndarray, heat: np.ndarray, ispec: InputSpec, label: str, pin: int, name: str) -> np.ndarray:
+def annotate(
+    frame: np.ndarray, heat: np.ndarray, ispec: InputSpec, label: str, pin: int, name: str, radius: int
+) -> np.ndarray:
     """The frame as the station draws it (heatmap, defective pin circled), with the verdict on top."""
     out = overlay.heat_layer(frame, heat, ispec)
     if label != "OK":
-        overlay.circle(out, overlay.locate(heat, ispec), label, pin)
+        overlay.circle(out, overlay.locate(heat, ispec), label, pin, radius)
     text = f"{label}" + (f"  pin {pin}" if pin else "") + f"  ({name})"
     cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
     cv2.putText(out, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.8, overlay.COLOURS_BGR[label], 2, cv2.LINE_AA)
@@ -64,7 +66,9 @@ def evaluate(
     CSV (and an overlay per frame with `heatmaps`); metrics when the folder is labelled."""
     model = TorchModel.load(checkpoint)
     spec, ispec = model.spec, model.input_spec
-    n_pins = part_from_dict(spec["part"], source=f"{checkpoint} (part)").n_pins if "part" in spec else None
+    part = part_from_dict(spec["part"], source=f"{checkpoint} (part)") if "part" in spec else load_part("default")
+    n_pins = part.n_pins if "part" in spec else None
+    radius = overlay.pin_radius(part)
     check_writable(Path(out))
     if heatmaps:
         check_writable(Path(heatmaps), folder=True)
@@ -73,7 +77,7 @@ def evaluate(
         for k, name in enumerate(b.names):
             out_path = Path(heatmaps or ".") / (Path(name).stem + ".jpg")
             assert b.frames is not None
-            img = annotate(b.frames[k], outputs[2][k], ispec, CLASSES[lab[k]], int(pin[k]), name)
+            img = annotate(b.frames[k], outputs[2][k], ispec, CLASSES[lab[k]], int(pin[k]), name, radius)
             if not cv2.imwrite(str(out_path), img):
                 raise LabelsError(f"{out_path}: cannot write the heatmap image (disk full or not writable?)")
 

@@ -35,6 +35,7 @@ from edge_app.archive import CLASSES, Archive, ArchiveError, FlaggedRow, pin_at
 from edge_app.settings import SETTINGS, Setting, StationConfig, apply, conflicts
 from edge_app.ui.video import VideoView
 from models import overlay
+from models.part import PartSpecError, load_part
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,17 @@ class ReviewDialog(QDialog):
             Qt.Key.Key_O: "OK", Qt.Key.Key_3: "OK"}  # fmt: skip
     ORDERS = {"most uncertain first": "uncertain", "newest first": "newest"}
 
-    def __init__(self, archive: Archive, parent: QWidget | None = None):
+    def __init__(self, archive: Archive, parent: QWidget | None = None, part: str = "default"):
+        """`part`: the part the archived frames show (the station's), for naming a clicked pin and
+        the size of the circles."""
         super().__init__(parent)
         self.archive = archive
+        self.part = part
+        try:
+            self.radius = overlay.pin_radius(load_part(part))
+        except (PartSpecError, OSError, ValueError) as e:  # the frames can still be reviewed
+            log.warning("review: part %s: %s; circles drawn at the default part's size", part, e)
+            self.radius = overlay.pin_radius(load_part("default"))
         self.setWindowTitle(f"Review archived frames - {archive.root}")
         self.rows: list[FlaggedRow] = []
         self.offset = 0
@@ -254,7 +263,7 @@ class ReviewDialog(QDialog):
         self.label.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.label.currentTextChanged.connect(self._label_changed)
         self.pin = QSpinBox()
-        self.pin.setRange(0, archive.n_pins)
+        self.pin.setRange(0, archive.n_pins or 999)  # None: the part is not known
         self.save = QPushButton("Save label")
         self.save.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.save.clicked.connect(self._save)
@@ -380,7 +389,7 @@ class ReviewDialog(QDialog):
             self.preview.show_notice(f"{r.file}: missing or unreadable", keep_frame=False)
             return
         if r.where is not None:  # where the model saw the defect
-            overlay.circle(img, r.where, r.label, r.pin)
+            overlay.circle(img, r.where, r.label, r.pin, self.radius)
         if self._click is not None:  # where the person said it is
             overlay.circle(img, self._click, self.label.currentText(), self.pin.value(), radius=12)
         self.preview.show_frame(img)
@@ -393,7 +402,7 @@ class ReviewDialog(QDialog):
             return
         anchor = (r.pin, r.where) if r.where is not None and r.pin else None
         try:
-            pin = pin_at((x, y), anchor)
+            pin = pin_at((x, y), anchor, part=self.part)
         except Exception as e:  # the part's geometry unavailable: the click is still kept
             log.warning("naming the clicked pin: %s", e)
             pin = self.pin.value()

@@ -362,7 +362,7 @@ class StationWindow(QMainWindow):
         if self.station.archive is None:
             self._log(logging.WARNING, "the NG archive is switched off (Settings)")
             return
-        ReviewDialog(self.station.archive, self).exec()
+        ReviewDialog(self.station.archive, self, part=self.station.cfg.part).exec()
 
     def _threshold_changed(self, cls: str, value: float) -> None:
         if getattr(self, "_loading_widgets", False):
@@ -501,7 +501,8 @@ class StationWindow(QMainWindow):
         r = self.last_result
         if r is None:
             return
-        img = overlay.draw(r.frame.image, r.verdict, self.station.input_spec(), self.heatmap_box.isChecked())
+        spec, radius = self.station.input_spec(), self.station.pin_radius()
+        img = overlay.draw(r.frame.image, r.verdict, spec, radius, self.heatmap_box.isChecked())
         self.video.show_frame(img)
 
     def _refresh_plc(self) -> None:

@@ -61,7 +61,7 @@ def test_labels_csv_with_a_bad_pin_refuses_relabel_without_dropping_rows(tmp_pat
 def test_review_dialog_save_on_a_bad_labels_csv_says_why_and_keeps_running(tmp_path, qtbot):
     from edge_app.ui.dialogs import ReviewDialog
 
-    a = Archive(tmp_path)
+    a = Archive(tmp_path, n_pins=27)  # the default part's, as the station passes it
     names = [a.save(ng(i)) for i in range(2)]
     (tmp_path / "labels.csv").write_text(f"file,label,pin\n{names[0]},BENDNG,99\n")
     dlg = ReviewDialog(a)

@@ -1,5 +1,7 @@
 """The review dialog: a page at a time, the most uncertain first, driven from the keyboard."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
@@ -79,3 +81,31 @@ def test_the_review_dialog_reads_one_page_of_an_archive_of_100000_rows(tmp_path,
     assert dlg.table.rowCount() == dlg.PAGE < 1000  # one page, not the whole archive
     assert "100000 left" in dlg.progress.text()
     assert dlg.rows[0].margin == 0.0  # the most uncertain first
+
+
+def test_a_click_names_the_pin_of_the_stations_part_not_the_default_one(tmp_path, qtbot):
+    """A station on a 2 x 6 connector: the clicked pin is counted on that part's grid, and the
+    circles are that part's pitch."""
+    import json
+
+    import models
+    from edge_app.ui.dialogs import ReviewDialog
+    from models import overlay
+    from models.part import load_part
+
+    raw = json.loads((Path(models.__file__).parent / "parts" / "default.json").read_text())
+    raw.update(name="twobysix", rows=2, cols=6)
+    raw["camera"]["pitch_px"] = [70.0, 80.0]  # a bigger pitch in the frame than the default part's
+    part = tmp_path / "twobysix.json"
+    part.write_text(json.dumps(raw))
+    a = Archive(tmp_path / "archive", n_pins=12)
+    a.save(Result(Frame(np.full((480, 640, 3), 90, np.uint8), 0, 0.0), V(pin=3), 1.0, 0.0, model="m 1"))
+    dlg = ReviewDialog(a, part=str(part))
+    qtbot.addWidget(dlg)
+    assert dlg.radius == overlay.pin_radius(load_part(part)) == 75
+    dlg.select(0)
+    tip = nominal_pins(str(part))[8]  # pin 9: second row, third column
+    dlg.click_pin(*tip)
+    assert dlg.pin.value() == 9
+    default_pin = int(np.argmin(((nominal_pins() - tip) ** 2).sum(1))) + 1
+    assert default_pin != 9  # the default part's grid would have named another pin

@@ -177,3 +177,28 @@ def test_apply_config_while_running_reloads_only_what_changed(tmp_path):
     wait_for(seen, "fake B")
     assert loads == ["A", "B"]
     st.close()
+
+
+def test_the_live_view_circles_at_the_running_models_part_pitch(tmp_path):
+    from models.part import load_part
+
+    raw = load_part("default").to_dict() | {"name": "twobysix", "rows": 2, "cols": 6}
+    raw["camera"]["pitch_px"] = [70.0, 80.0]
+
+    def load_runtime(cfg):
+        def load():
+            rt = FakeRuntime(default="OK")
+            rt.info = {**rt.info, "part": raw if cfg.model == "big" else load_part("default").to_dict()}
+            return rt
+
+        return load
+
+    st = Station(StationConfig(source="sim", model="big", archive_enabled=False), load_runtime=load_runtime)
+    try:
+        assert st.pin_radius() == 0  # nothing loaded: nothing is circled
+        st.model.get()
+        assert st.pin_radius() == 75  # the bundle's part, not a fixed size
+        assert st.switch_model("")[0]
+        assert st.pin_radius() == round(sum(load_part("default").camera.pitch_px) / 2)
+    finally:
+        st.close()

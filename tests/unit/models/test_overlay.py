@@ -3,6 +3,7 @@ from station_fakes import FakeVerdict, heatmap_at
 
 from edge_app.sources import SimSource
 from models import overlay
+from models.part import load_part, part_from_dict
 from models.preprocess import InputSpec
 
 SPEC = InputSpec()
@@ -29,11 +30,20 @@ def test_draw_circles_the_sim_truth_and_leaves_the_frame_alone():
     src.open()
     img, truth = src.pool[0]
     v = FakeVerdict(truth.label, truth.pin, {}, heatmap_at(SPEC, truth.xy))
-    out = overlay.draw(img, v, SPEC, show_heatmap=True)
+    radius = overlay.pin_radius(load_part("default"))
+    out = overlay.draw(img, v, SPEC, radius, show_heatmap=True)
     assert out.shape == img.shape and not np.array_equal(out, img)
     x, y = (int(round(c)) for c in overlay.locate(v.heatmap, SPEC))
-    ring = out[y, min(639, x + overlay.PITCH_PX)]
+    ring = out[y, min(639, x + radius)]
     assert tuple(int(c) for c in ring) == overlay.COLOURS_BGR[truth.label]
-    ok = overlay.draw(img, FakeVerdict("OK", 0, {}), SPEC)
+    ok = overlay.draw(img, FakeVerdict("OK", 0, {}), SPEC, radius)
     assert np.array_equal(ok, img)
-    assert np.array_equal(overlay.draw(img, v, None), img)
+    assert np.array_equal(overlay.draw(img, v, None, radius), img)
+
+
+def test_the_circle_is_one_pitch_of_the_part_in_the_frame():
+    default = load_part("default")
+    assert overlay.pin_radius(default) == round(sum(default.camera.pitch_px) / 2)
+    raw = default.to_dict()
+    raw["camera"]["pitch_px"] = [20.0, 24.0]  # a smaller part, or a camera further away
+    assert overlay.pin_radius(part_from_dict(raw)) == 22
