@@ -293,6 +293,7 @@ class Archive:
         self.fsync = fsync
         self.on_state = on_state or (lambda msg: None)
         self.message = ""  # "" while saving works; else why it does not
+        self._published = ""  # what on_state was last told
         self.saved = 0
         self.saved_by: Counter[str] = Counter()  # saves per reason kept (ng, uncertain, ok-sample)
         self.not_saved = 0
@@ -385,7 +386,22 @@ class Archive:
             log.error("archive: %s", msg)
         else:
             log.info("archive: saving again to %s", self.root)
-        self.on_state(msg)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Tell `on_state` (the window, the PLC's FaultCode) what is wrong: a save that failed, else
+        a size limit that only reviewed frames fill; "" when both are over."""
+        state = self.message or self.limit_note
+        if state != self._published:
+            self._published = state
+            self.on_state(state)
+
+    def _set_limit_note(self, note: str) -> None:
+        if note != self.limit_note:
+            self.limit_note = note
+            if note:
+                log.warning("archive %s: %s", self.root, note)
+            self._publish()
 
     def summary(self) -> str:
         """'N NG frames saved to ROOT', and what else was kept this session and why."""
@@ -491,11 +507,12 @@ class Archive:
             name = self._store(conn, name, png.tobytes(), values)
             if self._bytes is not None:  # counted once known, limit or not, so a limit set later starts right
                 self._bytes += len(png)
-            if self.max_bytes:
-                if self._bytes is None:
-                    self._bytes = self._images_bytes()
-                if self._bytes > self.max_bytes:
-                    self.prune()
+            if self.max_bytes and self._bytes is None:
+                self._bytes = self._images_bytes()
+            if self.max_bytes and self._bytes is not None and self._bytes > self.max_bytes:
+                self.prune()
+            else:
+                self._set_limit_note("")  # under the limit (or none) again
         except (OSError, sqlite3.Error) as e:
             detail = e.strerror if isinstance(e, OSError) and e.errno == errno.ENOSPC and "free" in str(e) else ""
             msg = f"cannot save NG frames to {self.root}: {_reason(e)}" + (f" ({detail})" if detail else "")
@@ -560,6 +577,7 @@ class Archive:
         before its row is deleted, so a kill leaves nothing `check` cannot tidy. Returns how many
         went."""
         if not self.max_bytes:
+            self._set_limit_note("")
             return 0
         conn = self._db()
         # counted since the last scan, re-read once a minute: over the limit with reviewed frames only
@@ -581,9 +599,7 @@ class Archive:
                     f"over its {self.max_bytes / 1e9:g} GB limit with reviewed frames only: new frames are removed as "
                     "they come until the reviewed ones are moved out (a labelled folder) or the limit is raised"
                 )
-                if note != self.limit_note:
-                    self.limit_note = note
-                    log.warning("archive %s: %s", self.root, note)
+                self._set_limit_note(note)
                 break
             moved = []
             for f in files:  # oldest first, only as many as it takes
@@ -603,7 +619,7 @@ class Archive:
                 dst.unlink(missing_ok=True)
             gone += len(moved)
         else:
-            self.limit_note = ""
+            self._set_limit_note("")
         self.pruned += gone
         self._bytes = total
         return gone

@@ -265,7 +265,8 @@ def test_the_size_limit_removes_the_oldest_unreviewed_frames_ok_samples_first(tm
 
 
 def test_over_the_limit_with_reviewed_frames_only_keeps_them_and_says_so(tmp_path):
-    a = Archive(tmp_path, max_bytes=1)
+    states = []
+    a = Archive(tmp_path, max_bytes=1, on_state=states.append)
     for i in range(2):
         a.save(noisy(i))
     assert a.flagged() == [] and a.pruned == 2  # unreviewed: removed at once under so small a limit
@@ -276,6 +277,12 @@ def test_over_the_limit_with_reviewed_frames_only_keeps_them_and_says_so(tmp_pat
     a.save(noisy(7))
     assert [r.file for r in a.flagged()] == [kept]  # the reviewed frame stays, the new one went
     assert "reviewed frames only" in a.limit_note and "reviewed frames only" in a.summary()
+    assert states and "reviewed frames only" in states[-1]  # a state (the PLC's FaultCode 3), not a log line
+    a.save(noisy(8))  # a save that works does not clear it: the limit still removes what comes
+    assert "reviewed frames only" in states[-1] and len(states) == 1
+    a.max_bytes = 10**9  # the limit raised: the state clears
+    a.save(noisy(9))
+    assert states[-1] == "" and a.limit_note == "" and len(a.flagged()) == 2
 
 
 def test_check_tidies_an_image_a_prune_was_killed_removing(tmp_path):
