@@ -17,7 +17,8 @@ dialog exports. Steps, each with progress:
      accuracy or more escapes on the held-back frames, or more than --max-drop points lower
      accuracy or more escapes than --max-escape-rise on the acceptance set
   6. write OUT/model.safetensors, OUT/MODEL_CARD.md, OUT/adapt.json, and the bundle in OUT/bundle
-     through export.quantize and its INT8 gate (skip with --no-export)
+     through export.quantize and its INT8 gate (skip with --no-export), with the export choices
+     the base's own bundle recorded (float stem, reduced range, calibration, models, gate limits)
 
 Then: python -m edge_app --switch-model OUT/bundle (or the station's Model menu).
 """
@@ -49,6 +50,34 @@ EXIT_REFUSED = 3
 
 class AdaptError(ValueError):
     """Input adapt cannot use; one line naming the file."""
+
+
+def export_argv(base: Path, out: Path) -> list[str]:
+    """export.quantize's arguments for the adapted model: the choices recorded in the base's
+    bundle.json (beside its checkpoint, as in models/default), so a model whose INT8 stem failed
+    the gate is exported with its stem in float again; quantize's defaults where there is none."""
+    argv = ["--checkpoint", str(out / "model.safetensors"), "--out", str(out / "bundle")]
+    bundle = Path(base).parent / "bundle.json"
+    try:
+        info = json.loads(bundle.read_text())
+    except (OSError, ValueError):
+        return argv
+    exp = info.get("export") if isinstance(info, dict) else None
+    if not isinstance(exp, dict):
+        return argv
+    if exp.get("models"):
+        argv += ["--models", ",".join(map(str, exp["models"]))]
+    if exp.get("quantize_stem") is False:
+        argv.append("--float-stem")
+    if exp.get("reduce_range") is True:
+        argv.append("--reduce-range")
+    for key, flag in (("ort_calibration", "--ort-calibration"), ("max_drop", "--max-drop"),
+                      ("max_escape_rise", "--max-escape-rise")):  # fmt: skip
+        if exp.get(key) is not None:
+            argv += [flag, str(exp[key])]
+    if info.get("name"):
+        argv += ["--name", f"{info['name']}-adapted"]
+    return argv
 
 
 def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Path]:
@@ -273,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_export:
         print(f"[6/6] skipped the export (--no-export); model: {out / 'model.safetensors'}")
         return 0
-    print("[6/6] exporting the bundle through export.quantize's INT8 gate")
-    cmd = [sys.executable, "-m", "export.quantize", "--checkpoint", str(out / "model.safetensors")]
-    done = subprocess.run(cmd + ["--out", str(out / "bundle")])
+    argv = export_argv(args.base, out)
+    print("[6/6] exporting the bundle through export.quantize's INT8 gate: " + " ".join(argv))
+    done = subprocess.run([sys.executable, "-m", "export.quantize", *argv])
     if done.returncode != 0:
         print(f"error: the export failed (exit {done.returncode}); the model is in {out}", file=sys.stderr)
         return done.returncode

@@ -101,3 +101,49 @@ def test_named_pins_are_located_with_the_base_models_pin_map(tmp_path):
     adapt.write_clicks(folder, located)
     clicks = read_clicks(folder / "labels.csv")
     assert clicks[mine] == (1.0, 2.0) and set(clicks) == set(located)
+
+
+def test_the_adapted_model_is_exported_as_the_base_bundle_was():
+    """The shipped model's INT8 stem failed the gate: its bundle records the float stem, and an
+    adapted shipped model is exported the same way (a plain export would be refused again)."""
+    bundle = json.loads((SHIPPED.parent / "bundle.json").read_text())
+    argv = adapt.export_argv(SHIPPED, Path("out"))
+    assert argv[:4] == ["--checkpoint", str(Path("out/model.safetensors")), "--out", str(Path("out/bundle"))]
+    assert ("--float-stem" in argv) == (bundle["export"]["quantize_stem"] is False)
+    assert argv[argv.index("--name") + 1] == f"{bundle['name']}-adapted"
+    assert argv[argv.index("--max-drop") + 1] == str(bundle["export"]["max_drop"])
+    assert adapt.export_argv(Path("/nowhere/model.safetensors"), Path("out")) == argv[:4]  # no bundle: defaults
+
+
+def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsys, monkeypatch):
+    """The hand-over path, the rule's verdict forced to "better" (the rule has its own test): the
+    checkpoint, card and record are written and export.quantize runs on them with the base's
+    export choices."""
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    (base.parent / "bundle.json").write_text(
+        json.dumps({"name": "tiny", "export": {"quantize_stem": False, "models": ["onnxruntime/fp32"]}})
+    )
+    ran = []
+
+    def fake_run(cmd, *a, **kw):
+        ran.append(cmd)
+        return adapt.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(adapt, "verdict", lambda *a: [])
+    monkeypatch.setattr(adapt.subprocess, "run", fake_run)
+    out = tmp_path / "out"
+    fast = ["--set", "batch_size=4", "--set", "data.val_n=6", "--set", "workers=1"]
+    rc = adapt.main(
+        ["--folder", str(_line_frames(tmp_path)), "--base", str(base), "--out", str(out), "--renders", "8"]
+        + ["--epochs", "1", "--acceptance-n", "6"]
+        + fast
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err[-2000:]
+    assert (out / "model.safetensors").exists() and "# Adapted model" in (out / "MODEL_CARD.md").read_text()
+    assert json.loads((out / "adapt.json").read_text())["refused"] == []
+    [cmd] = ran
+    assert cmd[1:3] == ["-m", "export.quantize"] and "--float-stem" in cmd
+    assert cmd[cmd.index("--checkpoint") + 1] == str(out / "model.safetensors")
+    assert cmd[cmd.index("--models") + 1] == "onnxruntime/fp32" and cmd[cmd.index("--name") + 1] == "tiny-adapted"
+    assert f"--switch-model {out / 'bundle'}" in captured.out
