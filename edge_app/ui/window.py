@@ -444,6 +444,7 @@ class StationWindow(QMainWindow):
             ModelState.FAILED: "<b style='color:#b71c1c'>cannot load</b>",
         }[st.model]
         self.model_label.setText(model_text)
+        self.model_label.setToolTip(model_choice(self.station.model.runtime) if st.model is ModelState.READY else "")
         if st.model is ModelState.FAILED:
             self._set_problem("model", f"Model not loaded: {st.model_msg}")
         elif st.model is ModelState.READY:
@@ -556,7 +557,16 @@ class StationWindow(QMainWindow):
 
 
 def _title_and_choice(runtime: RuntimeLike | None) -> str:
-    """The model line: name, version, backend, and below it why this backend runs on this PC."""
-    why = model_choice(runtime)
+    """The model line: name, version, backend, and below it why this backend runs on this PC, in
+    short (what won, and which models were dropped or skipped); the timings are the tooltip's."""
     title = html.escape(model_title(runtime))
-    return title + (f"<br><small>{html.escape(why)}</small>" if why else "")
+    short = choice_in_short(model_choice(runtime))
+    return title + (f"<br><small>{html.escape(short)}</small>" if short else "")
+
+
+def choice_in_short(why: str) -> str:
+    """'KEY: fastest agreeing of N on this CPU (ISA) - timings; KEY dropped: why; ...' ->
+    'KEY: fastest agreeing of N on this CPU (ISA); KEY dropped' (fits two lines of the Model box)."""
+    head, _, rest = why.partition(" - ")
+    notes = [n.split(":")[0] for n in rest.split("; ")[1:]]
+    return "; ".join([head, *notes])
