@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.archive import Archive, KeepPolicy, part_pins
+from edge_app.archive import Archive
 from edge_app.events import ModelState, Result, SourceState, Status
-from edge_app.model import ModelHolder, model_title, runtime_factory
-from edge_app.pipeline import Pipeline, PipelineOptions
+from edge_app.model import model_title
+from edge_app.pipeline import Pipeline
 from edge_app.settings import load_config
-from edge_app.sources import Frame, Source, SourceError, make_source
+from edge_app.sources import Frame, Source, SourceError
+from edge_app.station import Station
 
 log = logging.getLogger(__name__)
 RSS_LIMIT = 0.05  # growth after warm-up
@@ -227,43 +228,48 @@ def run(args: argparse.Namespace) -> int:
         loop=True,
         archive_dir=str(args.archive if tmp is None else tmp),
         archive_enabled=True,
+        retry_max_s=1.0,
+        plc="",
+        trigger="free",
     )
-    try:
-        inner = make_source(cfg.source, cfg)
-    except (SourceError, ValueError) as e:
-        print(f"error: source: {e}", file=sys.stderr)
-        return 2
-    source = FlakySource(inner, args.fault_every, args.fault_for)
-    archive = Archive(
-        cfg.archive_path(),
-        keep=KeepPolicy.of(cfg),
-        fsync=not args.no_fsync,
-        max_bytes=cfg.archive_max_bytes(),
-        n_pins=part_pins(cfg.part),
-    )
-    holder = ModelHolder(runtime_factory(cfg), describe=str(cfg.model_dir()))
     counters = _Counters()
-    pipe = Pipeline(
-        source,
-        holder,
-        counters.on_result,
+    flaky: list[FlakySource] = []
+    errors: list[str] = []
+
+    def wrap(inner: Source) -> Source:
+        flaky.append(FlakySource(inner, args.fault_every, args.fault_for))
+        return flaky[-1]
+
+    def on_message(level: int, msg: str) -> None:
+        if level >= logging.ERROR:
+            errors.append(msg)
+
+    station = Station(
+        cfg,
+        on_result=counters.on_result,
         on_status=counters.on_status,
-        on_message=lambda level, msg: log.log(level, "%s", msg),
-        archive=archive,
-        options=PipelineOptions(max_frames=args.frames, retry_initial_s=0.2, retry_max_s=1.0),
+        on_message=on_message,
+        wrap_source=wrap,
+        fsync=not args.no_fsync,
+        retry_initial_s=0.2,
     )
-    print(f"soak: {source.describe()}, archive {archive.root}", file=sys.stderr)
-    t0 = time.monotonic()
-    pipe.start()
     try:
-        samples = _sample(pipe, source, archive, counters, args, t0)
+        if not station.start(max_frames=args.frames):
+            print(f"error: {errors[-1] if errors else 'the source cannot be opened'}", file=sys.stderr)
+            return 2
+        assert station.pipeline is not None and station.archive is not None
+        source, archive = flaky[-1], station.archive
+        print(f"soak: {source.describe()}, archive {archive.root}", file=sys.stderr)
+        t0 = time.monotonic()
+        try:
+            samples = _sample(station.pipeline, source, archive, counters, args, t0)
+        finally:
+            station.stop(timeout=5.0)
+        return _report(samples, args, station, source, counters, t0)
     finally:
-        pipe.stop(timeout=5.0)
-        archive.close()
-    status = _report(samples, args, pipe, holder, source, archive, counters, t0)
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+        station.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _sample(
@@ -302,12 +308,17 @@ def _sample(
 
 
 def _report(
-    samples: list[Sample], args: argparse.Namespace, pipe: Pipeline, holder: ModelHolder, source: FlakySource,
-    archive: Archive, counters: _Counters, t0: float,
-) -> int:  # fmt: skip
+    samples: list[Sample],
+    args: argparse.Namespace,
+    station: Station,
+    source: FlakySource,
+    counters: _Counters,
+    t0: float,
+) -> int:
     """The run's table and the issue's limits, each ok or FAIL; 0 when all hold."""
-    st = pipe.status
-    check = archive.check()
+    assert station.pipeline is not None and station.archive is not None
+    st, holder = station.pipeline.status, station.model
+    check = station.archive.check()
     table, drift = drift_table(samples, args.warmup)
     crashed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
     print(f"model    {model_title(holder.runtime)}")

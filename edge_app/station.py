@@ -19,7 +19,7 @@ from edge_app.events import Result, Status, Trigger
 from edge_app.model import ModelHolder, RuntimeLike, model_title, runtime_factory
 from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.settings import MODEL_HISTORY, StationConfig
-from edge_app.sources import SourceError, make_source
+from edge_app.sources import Source, SourceError, make_source
 from edge_app.stats import Stats
 from models.overlay import pin_radius
 from models.part import PartSpecError, part_from_dict
@@ -45,11 +45,16 @@ class Station:
         load_runtime: Callable[[StationConfig], Callable[[], RuntimeLike]] = runtime_factory,
         on_trigger_failed: Callable[[Trigger, str, str, int | None], None] = lambda t, kind, msg, seq: None,
         log_messages: bool = True,
+        wrap_source: Callable[[Source], Source] = lambda source: source,
+        fsync: bool = True,
+        retry_initial_s: float = PipelineOptions.retry_initial_s,
     ):
         """Callbacks run on the pipeline's threads. `on_trigger_failed(trigger, kind, message,
         sequence)`: a trigger that got no verdict, with the PLC Sequence it was answered with (None
         without a PLC); a verdict's Sequence is `Result.sequence`. `log_messages`: messages also go
-        to the log (the window's journal); off where `on_message` prints them itself (headless)."""
+        to the log (the window's journal); off where `on_message` prints them itself (headless).
+        The soak benchmark's hooks: `wrap_source` wraps each source made (a fault injector),
+        `fsync` is the archive's, `retry_initial_s` the first wait before reopening a source."""
         self.cfg = cfg
         self._log_messages = log_messages
         self._on_result, self._on_status, self._on_message = on_result, on_status, on_message
@@ -57,6 +62,7 @@ class Station:
         self.plc: PlcLink | None = None  # once open_plc has run
         self._on_archive = on_archive
         self._load_runtime = load_runtime
+        self._wrap_source, self._fsync, self._retry_initial_s = wrap_source, fsync, retry_initial_s
         self.model = ModelHolder(load_runtime(cfg), describe=str(cfg.model_dir()))
         self.archive: Archive | None = self._make_archive(cfg)  # needs self.plc (its state goes to the PLC)
         self.pipeline: Pipeline | None = None
@@ -74,6 +80,7 @@ class Station:
             on_state=self._archive_state,
             n_pins=part_pins(cfg.part),
             max_bytes=cfg.archive_max_bytes(),
+            fsync=self._fsync,
         )
 
     def _archive_state(self, msg: str) -> None:
@@ -91,7 +98,7 @@ class Station:
         latency for the run's summary (headless) instead of a rolling window (the window)."""
         self.stop()
         try:
-            source = make_source(self.cfg.source, self.cfg)
+            source = self._wrap_source(make_source(self.cfg.source, self.cfg))
         except (SourceError, ValueError) as e:
             self._message(logging.ERROR, f"source: {e}")
             return False
@@ -105,6 +112,7 @@ class Station:
             archive=self.archive,
             options=PipelineOptions(
                 max_frames=max_frames,
+                retry_initial_s=self._retry_initial_s,
                 retry_max_s=self.cfg.retry_max_s,
                 keep_all_latencies=keep_all_latencies,
                 triggered=self.triggered,

@@ -1,3 +1,4 @@
+import re
 import time
 
 import pytest
@@ -27,3 +28,23 @@ def test_the_drift_table_leaves_out_the_warm_up():
     assert drift_table(samples, warmup=0.3, rows=5)[1]["p99_drift"] == pytest.approx(0.5)
     rss, files, threads = process_now()
     assert rss > 10 and files > 2 and threads >= 1
+
+
+def test_a_short_soak_runs_the_station_through_faults_and_checks_the_archive(tmp_path, capsys):
+    """The soak on the station's own assembly (source, shipped model, archive): the source is
+    unplugged several times, the pipeline reconnects, and every archived row has its image."""
+    from edge_app import soak
+
+    archive = tmp_path / "archive"
+    argv = ["--frames", "240", "--archive", str(archive), "--fault-every", "0.6", "--fault-for", "0.15"]
+    argv += ["--sample-every", "0.2", "--progress", "0", "--no-fsync", "--sim-defect-rate", "0.5"]
+    soak.main(argv)  # its exit also weighs RSS and p99 drift, which a run of seconds cannot judge
+    out = capsys.readouterr().out
+    run = next(line for line in out.splitlines() if line.startswith("run "))
+    frames, faults, recoveries = (int(w) for w in re.findall(r"(\d+) (?:frames|source faults|recoveries)", run))
+    assert frames == 240 and faults >= 1 and recoveries >= 1, run
+    assert "ok   no crash" in out
+    check = next(line for line in out.splitlines() if "rows" in line and "images" in line)
+    assert check.startswith("ok "), check
+    rows = len(list((archive / "images").glob("*.png")))
+    assert rows > 0  # NG frames (half of them) were archived, and kept (an --archive is not removed)
