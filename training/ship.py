@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.ship", __doc__)
     ap.add_argument("--run", type=Path, default=Path("runs/default"), help="the run folder to ship")
     ap.add_argument("--dest", type=Path, default=Path("models/default"), help="where the model and its card go")
-    ap.add_argument("--data", type=Path, default=Path("data"), help="where the test sets are rendered")
+    ap.add_argument(
+        "--data", type=Path, help="where the test sets are rendered (default: $PININSPECT_DATA, else data/)"
+    )
     ap.add_argument("--workers", type=int, default=2, help="rendering processes for the test sets")
     ap.add_argument(
         "--blender-n",
@@ -168,9 +170,14 @@ def _changed(tc: dict[str, Any], base: dict[str, Any] | None = None, prefix: str
     return out
 
 
-def _reproduce(spec: dict[str, Any]) -> list[str]:
-    """The commands that remake this model, from its own config."""
+def _reproduce(spec: dict[str, Any], blender_n: int | None = None) -> list[str]:
+    """The commands that remake this model and this card, from its own config (`blender_n`: the
+    Blender test set's size the card was made with)."""
     tc = spec["train_config"]
+    ship = f"python -m training.ship --run runs/{tc['name']}"
+    if blender_n is not None and blender_n != datasets.get("blender-test").n:
+        ship += f" --blender-n {blender_n}"
+    ship += "   # -> models/default/ + this card"
     seen = blender_frames(spec)
     render_blender = (
         f"# the Blender frames: .venv-blender/bin/python -m training.blender --out {seen[1]} "
@@ -186,7 +193,7 @@ def _reproduce(spec: dict[str, Any]) -> list[str]:
             lines.append(f"# renders the {seen[0]} Blender frames on first use (make blender-venv; ~3-4 s a frame)")
         return lines + [
             "python -m training.train" + "".join(f" --set {x}" for x in _changed(tc)) + f"   # -> runs/{tc['name']}/",
-            f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
+            ship,
         ]
     sets = [f"name={tc['name']}", f"data.n={tc['data']['n']}", f"epochs={tc['epochs']}", f"lr={tc['lr']}"]
     lines = [
@@ -198,7 +205,7 @@ def _reproduce(spec: dict[str, Any]) -> list[str]:
     lines += [
         f"python -m training.train --preset continue --set init_from={tc['init_from']} "
         + " ".join(f"--set {x}" for x in sets),
-        f"python -m training.ship --run runs/{tc['name']}   # -> models/default/ + this card",
+        ship,
     ]
     return lines
 
@@ -236,7 +243,7 @@ def write_card(
         "## Reproduce",
         "",
         "```bash",
-        *_reproduce(spec),
+        *_reproduce(spec, results.get("blender-test", {}).get("settings", {}).get("n", 0)),
         f"python -m export.quantize --name {path.parent.name}   # -> the INT8 / FP32 bundle beside this card",
         "```",
         "",

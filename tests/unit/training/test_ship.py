@@ -89,3 +89,6 @@ def test_a_one_stage_run_is_remade_by_the_settings_it_changed(tmp_path):
         "python -m training.train   # -> runs/default/",
         "python -m training.ship --run runs/default   # -> models/default/ + this card",
     ]
+    # a card made with a smaller Blender test set says so, or its command would make another card
+    assert _reproduce(spec, blender_n=300)[-1].startswith("python -m training.ship --run runs/default --blender-n 300 ")
+    assert "--blender-n" not in _reproduce(spec, blender_n=1500)[-1]
