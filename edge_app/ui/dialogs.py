@@ -202,6 +202,16 @@ class ClickableView(VideoView):
                 self.clicked.emit(*xy)
 
 
+def _circle_radius(part: str) -> int:
+    """The circle around a pin on `part`'s frames (one pitch); the default part's size if its file
+    does not load, so the frames can still be reviewed."""
+    try:
+        return overlay.pin_radius(load_part(part))
+    except (PartSpecError, OSError, ValueError) as e:
+        log.warning("review: part %s: %s; circles drawn at the default part's size", part, e)
+        return overlay.pin_radius(load_part("default"))
+
+
 class ReviewDialog(QDialog):
     """The archived frames, a page at a time (the most uncertain first, or the newest), so an
     archive of any size opens at once. A line engineer looks at each and records what it really
@@ -223,12 +233,7 @@ class ReviewDialog(QDialog):
         the size of the circles."""
         super().__init__(parent)
         self.archive = archive
-        self.part = part
-        try:
-            self.radius = overlay.pin_radius(load_part(part))
-        except (PartSpecError, OSError, ValueError) as e:  # the frames can still be reviewed
-            log.warning("review: part %s: %s; circles drawn at the default part's size", part, e)
-            self.radius = overlay.pin_radius(load_part("default"))
+        self.part, self.radius = part, _circle_radius(part)
         self.setWindowTitle(f"Review archived frames - {archive.root}")
         self.rows: list[FlaggedRow] = []
         self.offset = 0
