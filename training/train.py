@@ -140,11 +140,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "heldout-columns",
         "data": {"defect_columns": [1, 2, 3, 5, 6, 8, 9], "val_defect_columns": [4, 7]},
     },
-    # The shipped recipe: the default one plus 1000 frames of the Blender renderer (blender-train,
-    # rendered once on first use: about an hour on 2 cores, needs make blender-venv), from random
+    # The shipped recipe: the default one plus 2000 frames of the Blender renderer (blender-train,
+    # rendered once on first use: about 50 min on 2 cores, needs make blender-venv), from random
     # weights in one run. Chosen on both renderers' selection sets (docs/ablation.md).
     "both-renderers": {
-        "data": {"mix_set": "blender-train", "mix_n": 1000},
+        "data": {"mix_set": "blender-train", "mix_n": 2000},
     },
     # Fine-tuning instead of training from scratch: the shipped model's weights, 5 epochs on 7000
     # fresh renders at a lower learning rate. Add the station's relabelled archive with
