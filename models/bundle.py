@@ -117,6 +117,27 @@ def describe(spec: dict[str, Any], name: str, source: dict[str, Any] | None = No
     }
 
 
+def export_flags(info: Any) -> list[str]:
+    """The export.quantize flags that remake a bundle's choices, from its bundle.json's "export"
+    record (float stem, reduced range, calibration, models, gate limits); [] when it has none. A
+    new checkpoint for the same station (a retrain, an adaptation) is exported with them."""
+    exp = info.get("export") if isinstance(info, dict) else None
+    if not isinstance(exp, dict):
+        return []
+    flags: list[str] = []
+    if exp.get("models"):
+        flags += ["--models", ",".join(map(str, exp["models"]))]
+    if exp.get("quantize_stem") is False:
+        flags.append("--float-stem")
+    if exp.get("reduce_range") is True:
+        flags.append("--reduce-range")
+    for key, flag in (("ort_calibration", "--ort-calibration"), ("max_drop", "--max-drop"),
+                      ("max_escape_rise", "--max-escape-rise")):  # fmt: skip
+        if exp.get(key) is not None:
+            flags += [flag, str(exp[key])]
+    return flags
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from models.bundle import export_flags
 from models.checkpoint import CheckpointError, read_spec
 from models.files import atomic_write
 from models.labels import LABEL_FIELDS, LabelsError, read_clicks, read_labels
@@ -62,19 +63,9 @@ def export_argv(base: Path, out: Path) -> list[str]:
         info = json.loads(bundle.read_text())
     except (OSError, ValueError):
         return argv
-    exp = info.get("export") if isinstance(info, dict) else None
-    if not isinstance(exp, dict):
+    if not isinstance(info, dict):
         return argv
-    if exp.get("models"):
-        argv += ["--models", ",".join(map(str, exp["models"]))]
-    if exp.get("quantize_stem") is False:
-        argv.append("--float-stem")
-    if exp.get("reduce_range") is True:
-        argv.append("--reduce-range")
-    for key, flag in (("ort_calibration", "--ort-calibration"), ("max_drop", "--max-drop"),
-                      ("max_escape_rise", "--max-escape-rise")):  # fmt: skip
-        if exp.get(key) is not None:
-            argv += [flag, str(exp[key])]
+    argv += export_flags(info)
     if info.get("name"):
         argv += ["--name", f"{info['name']}-adapted"]
     return argv

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.bundle import BUNDLE_FILE, sha256_file
+from models.bundle import BUNDLE_FILE, export_flags, sha256_file
 from models.checkpoint import CheckpointError, read_spec
 from models.cli import command_parser
 from models.part import load_part
@@ -116,14 +116,16 @@ def stale_bundle(dest: Path, checkpoint: Path) -> str | None:
     """A line saying the station's ONNX/OpenVINO models in `dest` were exported from another
     checkpoint than `checkpoint` (the station keeps running them until the next export), else None."""
     try:
-        source = json.loads((dest / BUNDLE_FILE).read_text()).get("source", {})
+        info = json.loads((dest / BUNDLE_FILE).read_text())
+        source = info.get("source", {})
     except (OSError, json.JSONDecodeError, AttributeError):
         return None  # no bundle yet: nothing stale to warn about
     if source.get("sha256") == sha256_file(checkpoint):  # as export.build records its source
         return None
+    flags = " ".join(["--name", dest.name, *export_flags(info)])
     return (
         f"{dest / BUNDLE_FILE}: its ONNX/OpenVINO models were exported from an earlier checkpoint; the station "
-        f"keeps running them until you export this one: python -m export.quantize --name {dest.name} (make export)"
+        f"keeps running them until you export this one with the same choices: python -m export.quantize {flags}"
     )
 
 

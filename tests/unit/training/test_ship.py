@@ -36,6 +36,10 @@ def test_a_bundle_exported_from_another_checkpoint_is_called_stale(tmp_path):
     bundle.write_text(json.dumps({"source": {"sha256": hashlib.sha256(b"old weights").hexdigest()}}))
     msg = stale_bundle(tmp_path, ckpt)
     assert msg and "bundle.json" in msg and "export.quantize" in msg
+    old = {"sha256": hashlib.sha256(b"old weights").hexdigest()}
+    bundle.write_text(json.dumps({"source": old, "export": {"quantize_stem": False, "max_drop": 0.5}}))
+    msg = stale_bundle(tmp_path, ckpt)  # the command to export it again keeps the old bundle's choices
+    assert msg.endswith(f"python -m export.quantize --name {tmp_path.name} --float-stem --max-drop 0.5")
     bundle.write_text(json.dumps({"source": {"sha256": hashlib.sha256(b"new weights").hexdigest()}}))
     assert stale_bundle(tmp_path, ckpt) is None
 
