@@ -10,7 +10,7 @@ help:
 	@echo "make demo       render the default part and run the station on a simulated line"
 	@echo "make test       the default test suite (fast; slow ones: make test-all)"
 	@echo "make lint       ruff, mypy and the import contracts"
-	@echo "make train      retrain the shipped model on both renderers (~36 min on 2 AVX-512 cores, + a one-time ~50 min Blender render) and write its card"
+	@echo "make train      retrain the shipped model on both renderers (~36 min on 2 AVX-512 cores, + a one-time ~55 min Blender render) and write its card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
 	@echo "make lock       re-resolve requirements/*.lock (uv) from pyproject.toml: newest versions that fit"

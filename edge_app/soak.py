@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     )
     counters = _Counters()
     flaky: list[FlakySource] = []
-    errors: list[str] = []
+    last_error = [""]  # the last error message (why a start failed), not every one of a long run
 
     def wrap(inner: Source) -> Source:
         flaky.append(FlakySource(inner, args.fault_every, args.fault_for))
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_message(level: int, msg: str) -> None:
         if level >= logging.ERROR:
-            errors.append(msg)
+            last_error[0] = msg
 
     station = Station(
         cfg,
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         if not station.start(max_frames=args.frames):
-            print(f"error: {errors[-1] if errors else 'the source cannot be opened'}", file=sys.stderr)
+            print(f"error: {last_error[0] or 'the source cannot be opened'}", file=sys.stderr)
             return 2
         assert station.pipeline is not None and station.archive is not None
         source, archive = flaky[-1], station.archive

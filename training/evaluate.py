@@ -66,9 +66,9 @@ def evaluate(
     CSV (and an overlay per frame with `heatmaps`); metrics when the folder is labelled."""
     model = TorchModel.load(checkpoint)
     spec, ispec = model.spec, model.input_spec
-    part = part_from_dict(spec["part"], source=f"{checkpoint} (part)") if "part" in spec else load_part("default")
-    n_pins = part.n_pins if "part" in spec else None
-    radius = overlay.pin_radius(part)
+    part = part_from_dict(spec["part"], source=f"{checkpoint} (part)") if "part" in spec else None
+    n_pins = part.n_pins if part else None
+    radius = overlay.pin_radius(part or load_part("default"))  # a checkpoint older than its part record
     check_writable(Path(out))
     if heatmaps:
         check_writable(Path(heatmaps), folder=True)

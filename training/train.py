@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"defect_columns": [1, 2, 3, 5, 6, 8, 9], "val_defect_columns": [4, 7]},
     },
     # The shipped recipe: the default one plus 2000 frames of the Blender renderer (blender-train,
-    # rendered once on first use: about 50 min on 2 cores, needs make blender-venv), from random
+    # rendered once on first use: about 55 min on 2 cores, needs make blender-venv), from random
     # weights in one run. Chosen on both renderers' selection sets (docs/ablation.md).
     "both-renderers": {
         "data": {"mix_set": "blender-train", "mix_n": 2000},
