@@ -43,9 +43,9 @@ P99_LIMIT = 0.10  # drift of the p99 latency after warm-up
 
 class FlakySource(Source):
     """Another source that is unplugged every `every` seconds for `down` seconds: reads and opens
-    fail with SourceError meanwhile, as a camera's do. Reopens are retried by the pipeline."""
-
-    retry = True
+    fail with SourceError meanwhile, as a camera's do. Reopens after a simulated fault are retried
+    by the pipeline; the inner source's own errors (a folder that is not there) are retried only
+    where the inner source would be, so a soak on a source that never opens ends."""
 
     def __init__(self, inner: Source, every: float, down: float):
         super().__init__()
@@ -54,6 +54,11 @@ class FlakySource(Source):
         self.t0 = time.monotonic()
         self.faults = 0
         self._in_fault = False
+        self._simulated = False  # whether the last SourceError was this wrapper's
+
+    @property
+    def retry(self) -> bool:  # type: ignore[override]
+        return self._simulated or self.inner.retry
 
     def describe(self) -> str:
         return f"{self.inner.describe()}, unplugged {self.down:g} s every {self.every:g} s"
@@ -64,7 +69,7 @@ class FlakySource(Source):
         down = (time.monotonic() - self.t0) % self.every > self.every - self.down
         if down and not self._in_fault:
             self.faults += 1
-        self._in_fault = down
+        self._in_fault = self._simulated = down
         if down:
             raise SourceError("soak: camera unplugged (simulated fault)")
 
@@ -240,22 +245,26 @@ def run(args: argparse.Namespace) -> int:
         flaky.append(FlakySource(inner, args.fault_every, args.fault_for))
         return flaky[-1]
 
-    def on_message(level: int, msg: str) -> None:
+    def on_message(level: int, msg: str) -> None:  # errors are printed once, here (-v: logged)
         if level >= logging.ERROR:
             last_error[0] = msg
+            if not args.verbose:
+                print(f"error: {msg}", file=sys.stderr)
 
     station = Station(
         cfg,
         on_result=counters.on_result,
         on_status=counters.on_status,
         on_message=on_message,
+        log_messages=args.verbose,
         wrap_source=wrap,
         fsync=not args.no_fsync,
         retry_initial_s=0.2,
     )
     try:
         if not station.start(max_frames=args.frames):
-            print(f"error: {last_error[0] or 'the source cannot be opened'}", file=sys.stderr)
+            if not last_error[0]:
+                print("error: the station could not start", file=sys.stderr)
             return 2
         assert station.pipeline is not None and station.archive is not None
         source, archive = flaky[-1], station.archive
@@ -265,6 +274,13 @@ def run(args: argparse.Namespace) -> int:
             samples = _sample(station.pipeline, source, archive, counters, args, t0)
         finally:
             station.stop(timeout=5.0)
+        st = station.pipeline.status
+        failed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
+        if counters.count == 0 and failed:  # nothing inspected: the error line says why, no table
+            if not last_error[0]:
+                why = st.model_msg if st.model is ModelState.FAILED else st.source_msg
+                print(f"error: {why}", file=sys.stderr)
+            return 2
         return _report(samples, args, station, source, counters, t0)
     finally:
         station.close()
@@ -321,6 +337,7 @@ def _report(
     check = station.archive.check()
     table, drift = drift_table(samples, args.warmup)
     crashed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
+    why = st.model_msg if st.model is ModelState.FAILED else st.source_msg
     print(f"model    {model_title(holder.runtime)}")
     print(f"source   {source.describe()}")
     print(f"run      {counters.count} frames in {time.monotonic() - t0:.0f} s, {source.faults} source faults, "
@@ -334,7 +351,7 @@ def _report(
             (True, f"open files {drift['files_growth']:+d}, threads {drift['threads_growth']:+d} after warm-up"),
         ]
     verdicts += [
-        (not crashed, "no crash" if not crashed else f"pipeline failed: {st.model_msg or st.source_msg}"),
+        (not crashed, "no crash" if not crashed else f"pipeline failed: {why}"),
         (check.consistent, check.line()),
     ]
     for ok, text in verdicts:

@@ -15,8 +15,10 @@ def test_the_flaky_source_is_unplugged_on_schedule_and_comes_back():
         src.read()
     with pytest.raises(SourceError):
         src.open()
+    assert src.retry  # a simulated fault is worth retrying
     src.t0 = time.monotonic()  # back
-    assert src.read().image.shape == (480, 640, 3) and src.faults == 1 and src.retry
+    assert src.read().image.shape == (480, 640, 3) and src.faults == 1
+    assert not src.retry  # the simulator's own errors are as final as they are without the wrapper
 
 
 def test_the_drift_table_leaves_out_the_warm_up():
@@ -48,3 +50,25 @@ def test_a_short_soak_runs_the_station_through_faults_and_checks_the_archive(tmp
     assert check.startswith("ok "), check
     rows = len(list((archive / "images").glob("*.png")))
     assert rows > 0  # NG frames (half of them) were archived, and kept (an --archive is not removed)
+
+
+@pytest.mark.parametrize(
+    "argv, why",
+    [
+        (["--source", "folder:{tmp}/nowhere"], "no such folder"),
+        (["--model", "{tmp}/no-bundle"], "no such bundle folder"),
+    ],
+)
+def test_a_soak_that_never_inspects_a_frame_ends_with_one_line(tmp_path, capsys, argv, why):
+    """A source that never opens is not a simulated fault: the soak ends at once with exit 2 and
+    the reason, instead of retrying it for ever (it did for a folder that is not there)."""
+    from edge_app import soak
+
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--frames", "50", "--progress", "0", "--no-fsync"]
+    t0 = time.monotonic()
+    assert soak.main(argv) == 2
+    assert time.monotonic() - t0 < 60  # it ends on its own (a wait, not a speed claim)
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and why in errors[0], captured.err
+    assert "Traceback" not in captured.err and "| minutes |" not in captured.out
