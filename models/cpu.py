@@ -22,6 +22,33 @@ ISA_FLAGS: tuple[tuple[str, str], ...] = (
 )
 
 
+# The same features as this process's CPUID reports them, through numpy's runtime dispatch table.
+_CPUID_NAMES = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI", "avx512_bf16": "AVX512BF16"}
+
+
+def _cpuid_view() -> dict[str, bool] | None:
+    """numpy's CPUID reading ({'AVX2': True, ...}), or None where this numpy does not expose it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        return None
+    return dict(__cpu_features__)
+
+
+def _flags_from(text: str, view: dict[str, bool] | None) -> frozenset[str]:
+    """The flags /proc/cpuinfo lists, unless this process's CPUID contradicts them: under an
+    emulator (`qemu-x86_64 -cpu Haswell`, used to check an AVX2 machine's kernels on a newer one)
+    /proc/cpuinfo still describes the host, and the CPUID the runtimes dispatch on is the truth."""
+    flags: frozenset[str] = frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = frozenset(line.partition(":")[2].split())
+            break
+    if view is None or all(view.get(name, True) for flag, name in _CPUID_NAMES.items() if flag in flags):
+        return flags
+    return frozenset(flag for flag, name in _CPUID_NAMES.items() if view.get(name))
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (empty where the OS does not say, e.g. not Linux)."""
@@ -29,10 +56,7 @@ def cpu_flags() -> frozenset[str]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+    return _flags_from(text, _cpuid_view())
 
 
 def cpu_name() -> str:

@@ -21,3 +21,15 @@ def test_an_isa_cap_shows_in_the_text_and_keys_its_own_cache(monkeypatch):
     assert cpu.fingerprint() != plain  # a capped self-check never reuses the uncapped choice
     monkeypatch.setenv(cpu.ISA_LIMIT_ENV, "ALL")  # oneDNN's "no cap"
     assert cpu.isa_limit() is None and cpu.fingerprint() == plain
+
+
+def test_an_emulated_cpu_is_described_by_its_cpuid_not_by_the_hosts_cpuinfo():
+    """Under `qemu-x86_64 -cpu Haswell` /proc/cpuinfo lists the host's AVX-512 while the runtimes
+    dispatch on the emulated CPUID: the station's choice and cache key must follow the CPUID."""
+    host = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni avx512_bf16 avx_vnni amx_bf16\n"
+    haswell = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False, "AVX512BF16": False}
+    assert cpu.isa(cpu._flags_from(host, haswell)) == ["avx2"]
+    native = dict.fromkeys(haswell, True)  # CPUID agrees: everything /proc/cpuinfo says is kept
+    assert cpu.isa(cpu._flags_from(host, native)) == ["avx2", "avx512", "vnni", "avx_vnni", "bf16", "amx"]
+    assert cpu._flags_from(host, None) == cpu._flags_from(host, native)  # no numpy view: cpuinfo
+    assert cpu.cpu_flags() == cpu._flags_from(open("/proc/cpuinfo").read(), cpu._cpuid_view())
