@@ -35,28 +35,39 @@ def _cpuid_view() -> dict[str, bool] | None:
     return dict(__cpu_features__)
 
 
-def _flags_from(text: str, view: dict[str, bool] | None) -> frozenset[str]:
+def _flags_from(text: str, view: dict[str, bool] | None) -> tuple[frozenset[str], bool]:
     """The flags /proc/cpuinfo lists, unless this process's CPUID contradicts them: under an
     emulator (`qemu-x86_64 -cpu Haswell`, used to check an AVX2 machine's kernels on a newer one)
-    /proc/cpuinfo still describes the host, and the CPUID the runtimes dispatch on is the truth."""
+    /proc/cpuinfo still describes the host, and the CPUID the runtimes dispatch on is the truth.
+    The second value says whether that happened (the CPU is emulated)."""
     flags: frozenset[str] = frozenset()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):
             flags = frozenset(line.partition(":")[2].split())
             break
     if view is None or all(view.get(name, True) for flag, name in _CPUID_NAMES.items() if flag in flags):
-        return flags
-    return frozenset(flag for flag, name in _CPUID_NAMES.items() if view.get(name))
+        return flags, False
+    return frozenset(flag for flag, name in _CPUID_NAMES.items() if view.get(name)), True
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (empty where the OS does not say, e.g. not Linux)."""
+def _read_flags() -> tuple[frozenset[str], bool]:
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return frozenset(), False
     return _flags_from(text, _cpuid_view())
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where the OS does not say, e.g. not Linux)."""
+    return _read_flags()[0]
+
+
+def emulated() -> bool:
+    """Whether this process runs on an emulated CPU (its CPUID contradicts /proc/cpuinfo): its
+    kernels are the emulated CPU's, its timings are the emulator's."""
+    return _read_flags()[1]
 
 
 def cpu_name() -> str:
@@ -91,6 +102,8 @@ def isa_limit() -> str | None:
 def isa_text(flags: frozenset[str] | None = None) -> str:
     names = isa(flags)
     text = "+".join(names) if names else platform.machine()
+    if flags is None and emulated():
+        text += ", emulated"
     limit = isa_limit() if flags is None else None
     return f"{text}, OpenVINO capped at {limit}" if limit else text
 

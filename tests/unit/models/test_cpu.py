@@ -28,8 +28,15 @@ def test_an_emulated_cpu_is_described_by_its_cpuid_not_by_the_hosts_cpuinfo():
     dispatch on the emulated CPUID: the station's choice and cache key must follow the CPUID."""
     host = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni avx512_bf16 avx_vnni amx_bf16\n"
     haswell = {"AVX2": True, "AVX512F": False, "AVX512VNNI": False, "AVX512BF16": False}
-    assert cpu.isa(cpu._flags_from(host, haswell)) == ["avx2"]
+    assert cpu._flags_from(host, haswell) == (frozenset({"avx2"}), True)
     native = dict.fromkeys(haswell, True)  # CPUID agrees: everything /proc/cpuinfo says is kept
-    assert cpu.isa(cpu._flags_from(host, native)) == ["avx2", "avx512", "vnni", "avx_vnni", "bf16", "amx"]
-    assert cpu._flags_from(host, None) == cpu._flags_from(host, native)  # no numpy view: cpuinfo
-    assert cpu.cpu_flags() == cpu._flags_from(open("/proc/cpuinfo").read(), cpu._cpuid_view())
+    flags, emulated = cpu._flags_from(host, native)
+    assert cpu.isa(flags) == ["avx2", "avx512", "vnni", "avx_vnni", "bf16", "amx"] and not emulated
+    assert cpu._flags_from(host, None) == (flags, False)  # no numpy view: cpuinfo
+    assert cpu.cpu_flags() == cpu._flags_from(open("/proc/cpuinfo").read(), cpu._cpuid_view())[0]
+
+
+def test_an_emulated_cpu_says_so_in_every_cpu_text(monkeypatch):
+    monkeypatch.delenv(cpu.ISA_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(cpu, "_read_flags", lambda: (frozenset({"avx2"}), True))
+    assert cpu.isa_text() == "avx2, emulated" and cpu.fingerprint().endswith("|avx2, emulated")
