@@ -147,12 +147,13 @@ def _check(args: argparse.Namespace) -> int:
         cmd += ["--frames", str(args.frames), "--worker", str(out)]
         print(f"emulated {args.cpu} (slow: tens of seconds a frame per model):", flush=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=env)
-        for line in done.stderr.splitlines():
-            if "TCG doesn't support" not in line:  # QEMU lists each CPU feature it cannot emulate
-                print(line)
-        if done.returncode != 0 or not out.exists():
-            print(f"error: the emulated run failed (exit {done.returncode}); see its lines above", file=sys.stderr)
+        with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # the emulated run's progress, as it comes
+                if "TCG doesn't support" not in line:  # QEMU lists each CPU feature it cannot emulate
+                    print(line.rstrip(), flush=True)
+        if proc.returncode != 0 or not out.exists():
+            print(f"error: the emulated run failed (exit {proc.returncode}); see its lines above", file=sys.stderr)
             return 2
         isa, emulated = _read(out)
     text, dropped = table(native, emulated, thresholds)
