@@ -89,7 +89,7 @@ def table(native: Outputs, emulated: Outputs, thresholds: dict[str, float]) -> t
     """Markdown rows per model, and the INT8 models the self-check would drop on the emulated CPU."""
     lines = [
         "| model | max score change, emulated vs native | labels changed | self-check on the emulated CPU |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|",
     ]
     dropped = []
     for key, (s_emu, p_emu) in emulated.items():
