@@ -13,7 +13,7 @@ help:
 	@echo "make train      retrain the shipped model on both renderers (~36 min on 2 AVX-512 cores, + a one-time ~55 min Blender render) and write its card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
-	@echo "make isacheck   the shipped bundle's INT8 verdicts on an emulated AVX2-only CPU (needs qemu-user; ~15 min)"
+	@echo "make isacheck   the shipped bundle's INT8 verdicts on an emulated AVX2-only CPU (needs qemu-user; ~30 min)"
 	@echo "make lock       re-resolve requirements/*.lock (uv) from pyproject.toml: newest versions that fit"
 	@echo "make installer  the offline station package under dist/ (wheels + model + install/uninstall scripts)"
 	@echo "make blender-venv  the Blender (bpy) venv for the second, path-traced renderer (training/blender)"

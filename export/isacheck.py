@@ -12,7 +12,7 @@ see the older CPU's instruction sets and dispatch to its kernels. It prints, per
 the emulated scores are from the native ones and whether the station's own self-check rule
 (models.autoselect.agreement: INT8 against FP32) still passes on the emulated CPU.
 
-Emulation is slow (tens of seconds a frame per model on 2 cores): a handful of frames is the
+Emulation is slow (half a minute to minutes a frame per model on 2 cores): a few frames are the
 point, and no timing it gives means anything. Exit status: 0 when every INT8 model agrees with
 FP32 on the emulated CPU as well, 1 when the station there would drop one, 2 on bad input.
 """
@@ -145,7 +145,7 @@ def _check(args: argparse.Namespace) -> int:
         out = Path(tmp) / "emulated.npz"
         cmd = [qemu, "-cpu", args.cpu, sys.executable, "-m", "export.isacheck", "--model", str(args.model)]
         cmd += ["--frames", str(args.frames), "--worker", str(out)]
-        print(f"emulated {args.cpu} (slow: tens of seconds a frame per model):", flush=True)
+        print(f"emulated {args.cpu} (slow: half a minute to minutes a frame per model):", flush=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
         with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
             assert proc.stderr is not None
