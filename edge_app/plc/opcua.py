@@ -88,7 +88,10 @@ class OpcUaServer(ThreadedServer):
             return
 
         def hand_over(changes: list[tuple[str, int]]) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, changes)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, changes)
+            except RuntimeError:  # the server's loop closed (the station is stopping): nobody to tell
+                pass
 
         self.hs.add_listener(hand_over)
         ready.set()

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -161,3 +162,23 @@ def test_10000_cycles(protocol):
     ms = np.array([c.trigger_to_valid_ms for c in cycles])
     p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
     print(f"{protocol}: 10000 cycles, trigger->ResultValid p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+def test_a_change_after_the_opcua_server_stopped_is_dropped_not_raised(monkeypatch):
+    """The heartbeat thread outlives the server's event loop by up to a beat when the station stops:
+    the change it emits then must not kill the thread with 'Event loop is closed'."""
+    from edge_app.plc.handshake import Handshake
+    from edge_app.plc.opcua import OpcUaServer
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    hs = Handshake(lambda: None, heartbeat_s=0.05)
+    server = OpcUaServer(hs, "127.0.0.1", free_port())
+    server.start()
+    hs.start()
+    server.close()
+    time.sleep(0.5)  # a few beats, each handed to the closed loop
+    alive = hs._beat is not None and hs._beat.is_alive()
+    hs.close()
+    assert not died, died
+    assert alive  # the heartbeat goes on for the station's other PLC links and the window
