@@ -278,14 +278,18 @@ def run(args: argparse.Namespace) -> int:
         failed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
         if counters.count == 0 and failed:  # nothing inspected: the error line says why, no table
             if not last_error[0]:
-                why = st.model_msg if st.model is ModelState.FAILED else st.source_msg
-                print(f"error: {why}", file=sys.stderr)
+                print(f"error: {_failure(st)}", file=sys.stderr)
             return 2
         return _report(samples, args, station, source, counters, t0)
     finally:
         station.close()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _failure(st: Status) -> str:
+    """Why the pipeline failed: the model's message when the model failed, else the source's."""
+    return st.model_msg if st.model is ModelState.FAILED else st.source_msg
 
 
 def _sample(
@@ -337,7 +341,6 @@ def _report(
     check = station.archive.check()
     table, drift = drift_table(samples, args.warmup)
     crashed = st.model is ModelState.FAILED or st.source is SourceState.FAILED
-    why = st.model_msg if st.model is ModelState.FAILED else st.source_msg
     print(f"model    {model_title(holder.runtime)}")
     print(f"source   {source.describe()}")
     print(f"run      {counters.count} frames in {time.monotonic() - t0:.0f} s, {source.faults} source faults, "
@@ -351,7 +354,7 @@ def _report(
             (True, f"open files {drift['files_growth']:+d}, threads {drift['threads_growth']:+d} after warm-up"),
         ]
     verdicts += [
-        (not crashed, "no crash" if not crashed else f"pipeline failed: {why}"),
+        (not crashed, "no crash" if not crashed else f"pipeline failed: {_failure(st)}"),
         (check.consistent, check.line()),
     ]
     for ok, text in verdicts:

@@ -20,7 +20,6 @@ FP32 on the emulated CPU as well, 1 when the station there would drop one, 2 on 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from models.preprocess import InputSpec, normalize
 from models.runtime import Runtime
 
 DEFAULT_CPU = "EPYC-Rome"  # AVX2 and FMA, no AVX-512, no VNNI: the hardware issue's AMD EPYC
-Outputs = dict[str, tuple[np.ndarray, np.ndarray]]  # model key -> (scores, pins)
+ByModel = dict[str, tuple[np.ndarray, np.ndarray]]  # model key -> (scores, pins)
 
 
 def pick_frames(total: int, n: int) -> np.ndarray:
@@ -46,9 +45,9 @@ def pick_frames(total: int, n: int) -> np.ndarray:
     return np.unique(np.linspace(0, total - 1, min(n, total)).round().astype(int))
 
 
-def run_models(bundle: Path, x: np.ndarray, say=print) -> Outputs:
+def run_models(bundle: Path, x: np.ndarray, say=print) -> ByModel:
     """Every model of the bundle on the frames, one thread, batch 1; (scores, pins) per model."""
-    out: Outputs = {}
+    out: ByModel = {}
     for key in Runtime.models_in(bundle, expected_part=None):
         backend, precision = key.split("/")
         t = time.monotonic()
@@ -79,13 +78,13 @@ def worker(bundle: Path, n: int, out: Path) -> int:
     return 0
 
 
-def _read(path: Path) -> tuple[str, Outputs]:
+def _read(path: Path) -> tuple[str, ByModel]:
     with np.load(path, allow_pickle=False) as z:
         keys = sorted({name.split("|")[0] for name in z.files if "|" in name})
         return str(z["isa"]), {k: (z[f"{k}|0"], z[f"{k}|1"]) for k in keys}
 
 
-def table(native: Outputs, emulated: Outputs, thresholds: dict[str, float]) -> tuple[str, list[str]]:
+def table(native: ByModel, emulated: ByModel, thresholds: dict[str, float]) -> tuple[str, list[str]]:
     """Markdown rows per model, and the INT8 models the self-check would drop on the emulated CPU."""
     lines = [
         "| model | max score change, emulated vs native | labels changed | self-check on the emulated CPU |",
@@ -98,8 +97,11 @@ def table(native: Outputs, emulated: Outputs, thresholds: dict[str, float]) -> t
         backend, precision = key.split("/")
         verdict = "reference (FP32)"
         if precision != "fp32":
-            ref = emulated.get(f"{backend}/fp32") or next(v for k, v in emulated.items() if k.endswith("/fp32"))
-            why = agreement((ref[0], ref[1], np.zeros(0)), (s_emu, p_emu, np.zeros(0)), thresholds)
+            ref = emulated.get(f"{backend}/fp32") or next((v for k, v in emulated.items() if k.endswith("/fp32")), None)
+            if ref is None:
+                why = "no FP32 model ran to check it against"
+            else:
+                why = agreement((ref[0], ref[1], np.zeros(0)), (s_emu, p_emu, np.zeros(0)), thresholds)
             verdict = f"dropped: {why}" if why else "agrees with FP32"
             if why:
                 dropped.append(key)
@@ -146,8 +148,7 @@ def _check(args: argparse.Namespace) -> int:
         cmd = [qemu, "-cpu", args.cpu, sys.executable, "-m", "export.isacheck", "--model", str(args.model)]
         cmd += ["--frames", str(args.frames), "--worker", str(out)]
         print(f"emulated {args.cpu} (slow: half a minute to minutes a frame per model):", flush=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-        with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as proc:
             assert proc.stderr is not None
             for line in proc.stderr:  # the emulated run's progress, as it comes
                 if "TCG doesn't support" not in line:  # QEMU lists each CPU feature it cannot emulate

@@ -53,3 +53,9 @@ def test_without_the_emulator_it_says_what_to_install(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: no-such-qemu-here not found") and "qemu-user" in err
     assert os.path.isdir(BUNDLE)
+
+
+def test_an_int8_model_without_an_fp32_model_to_check_it_against_is_dropped_with_the_reason():
+    int8 = (np.array([[0.02, 0.03]]), np.zeros((1, 27)))
+    text, dropped = isacheck.table({"openvino/int8": int8}, {"openvino/int8": int8}, TH)
+    assert dropped == ["openvino/int8"] and "dropped: no FP32 model ran to check it against" in text
