@@ -104,6 +104,9 @@ class TrainConfig:
     aug_shift_px: int = option(12, "random translation of the model input, input pixels", bounds=(0, 200))
     aug_color: float = option(0.15, "random brightness/contrast per image", bounds=(0, 1))
     aug_camera: float = option(0.0, "per-channel gain, gamma, blur, noise, JPEG, small rotation, scale", bounds=(0, 1))
+    aug_randconv: float = option(
+        0.0, "share of images passed through a random colour convolution (texture gone, shapes kept)", bounds=(0, 1)
+    )
     collapse_share: float = option(0.9, "a validation predicting one class this often...", bounds=(0, 1))
     collapse_after: int = option(3, "...from this epoch on stops the run", bounds=(1, 10**6))
     amp: str = option(
@@ -302,6 +305,28 @@ def camera_augment(
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 95))])
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return out, truth
+
+
+def random_convolution(x: torch.Tensor, share: float, rng: np.random.Generator) -> torch.Tensor:
+    """RandConv (Xu et al., ICLR 2021) on a normalized batch: `share` of the images pass through a
+    random 1x1/3x3/5x5 colour convolution, rescaled to the image's own per-channel mean and spread
+    and blended with it by a random weight. Every shape stays where it was (reflect padding, so the
+    pin targets still hold) while colour, shading and texture become something no renderer drew:
+    what is left to go by is the pins' geometry."""
+    if share <= 0:
+        return x
+    out = x.clone()
+    c = x.shape[1]
+    for i in np.flatnonzero(rng.random(len(x)) < share):
+        k = int(rng.choice((1, 3, 5)))
+        w = torch.from_numpy(rng.normal(0.0, 1.0 / math.sqrt(c * k * k), (c, c, k, k)).astype(np.float32))
+        xi = x[i : i + 1]
+        y = F.conv2d(F.pad(xi, (k // 2,) * 4, mode="reflect") if k > 1 else xi, w)
+        y = (y - y.mean((2, 3), keepdim=True)) / (y.std((2, 3), keepdim=True) + 1e-6)
+        y = y * xi.std((2, 3), keepdim=True) + xi.mean((2, 3), keepdim=True)
+        a = float(rng.uniform(0.0, 1.0))
+        out[i : i + 1] = a * xi + (1 - a) * y
+    return out
 
 
 def _points(truth: np.ndarray | None, click: np.ndarray | None) -> np.ndarray:
@@ -629,6 +654,7 @@ def _epoch(
     bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
     for b in bar:
         batch = make_batch(train_s, order[b * cfg.batch_size : (b + 1) * cfg.batch_size], ispec, cfg, rng)
+        batch["x"] = random_convolution(batch["x"], cfg.aug_randconv, rng)
         for g in opt.param_groups:
             g["lr"] = lr_at(step + b)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

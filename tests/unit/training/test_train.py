@@ -188,6 +188,30 @@ def test_camera_augment_moves_the_pin_positions_with_the_image():
             assert patch > 60, (x, y)
 
 
+def test_random_convolution_changes_the_look_but_keeps_every_shape_where_it_was():
+    """aug_randconv: colour and texture change, the bright pin ends stay on their pixels (the
+    dense targets are not moved), and share 0 leaves the batch and the random stream untouched."""
+    import torch
+
+    from training.train import random_convolution
+
+    x = torch.full((6, 3, 32, 48), -1.0)
+    spots = [(8, 10), (20, 30), (12, 40)]
+    for y, xx in spots:
+        x[:, :, y - 1 : y + 2, xx - 1 : xx + 2] = 2.0
+    rng = np.random.default_rng(0)
+    assert random_convolution(x, 0.0, rng) is x and rng.random() == np.random.default_rng(0).random()
+    out = random_convolution(x, 1.0, np.random.default_rng(1))
+    assert out.shape == x.shape and not torch.equal(out, x)
+    changed = 0
+    for i in range(len(x)):
+        contrast = (out[i] - out[i].mean((1, 2), keepdim=True)).abs().sum(0)
+        top = {divmod(int(j), 48) for j in torch.topk(contrast.flatten(), 27).indices}
+        assert all(any(abs(y - ty) <= 2 and abs(xx - tx) <= 2 for ty, tx in top) for y, xx in spots), i
+        changed += not torch.allclose(out[i], x[i], atol=1e-3)
+    assert changed >= 5  # the images really were drawn anew
+
+
 def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_path, monkeypatch):
     """--set data.mix_set=blender-train --set data.mix_n=N: the recipe names the set, the
     registry renders it (cached) and its frames join the training renders."""
