@@ -7,7 +7,6 @@ under one lock). Runs its own asyncio loop on a thread; `close` stops it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from typing import Any
@@ -110,22 +109,22 @@ class ModbusServer(ThreadedServer):
                 return Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
         try:
-            self._server = Server(self._device(), address=(self.host, self.port))
-            await self._server.serve_forever(background=True)
+            server = self._server = Server(self._device(), address=(self.host, self.port))
+            await server.serve_forever(background=True)
         except Exception as e:  # pymodbus says RuntimeError("Could not start listen") for a port in use
             failure.append(why_not_listening(self.host, self.port, e))
             ready.set()
             return
         ready.set()
-        await self._server.serving
+        await server.serving  # close() may clear self._server the moment ready is set
 
     def close(self) -> None:
-        loop, server = self._loop, self._server
-        if loop is not None and server is not None and loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(server.shutdown(), loop)
-            try:
-                fut.result(5)
-            except Exception:  # already shutting down
+        with self._lock:
+            loop, server, self._server = self._loop, self._server, None
+        if loop is not None and server is not None:
+            try:  # the shutdown coroutine is made on the loop: none is left unrun if the loop ends first
+                loop.call_soon_threadsafe(lambda: loop.create_task(server.shutdown()))
+            except RuntimeError:  # the loop has closed, and the server's listener with it
                 pass
         if self._thread is not None:
             self._thread.join(5)

@@ -345,6 +345,32 @@ def test_a_wrong_unit_id_is_refused():
         srv.close()
 
 
+def test_closing_a_modbus_server_whose_loop_just_ended_leaves_nothing_behind(monkeypatch):
+    """The station may close the server as its loop ends (it reported running a moment before):
+    close returns at once, raises nothing and leaves no shutdown coroutine that was never run
+    (pytest's 'coroutine ... was never awaited'); closing again does nothing."""
+    import gc
+    import warnings
+
+    from edge_app.plc.modbus import ModbusServer
+
+    srv = ModbusServer(Handshake(lambda: None), "127.0.0.1", free_port())
+    srv.start()
+    loop = srv._loop
+    loop.call_soon_threadsafe(srv._server.serving.set_result, True)  # the loop ends on its own
+    srv._thread.join(5)
+    assert loop.is_closed()
+    monkeypatch.setattr(loop, "is_running", lambda: True)  # as seen just before it ended
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.monotonic()
+        srv.close()
+        srv.close()
+        gc.collect()
+    assert time.monotonic() - t0 < 2
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_a_port_in_use_is_one_line_naming_the_setting():
     from edge_app.plc.modbus import ModbusServer
     from edge_app.plc.serving import PlcServerError
