@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from models.autoselect import agreement
-from models.bundle import BUNDLE_FILE, BundleError, check_thresholds, read_bundle, read_frames
+from models.bundle import BUNDLE_FILE, BundleError, bundle_thresholds, read_bundle, read_frames
 from models.cpu import isa_text
-from models.decision import DEFAULT_THRESHOLDS, decide
+from models.decision import decide
 from models.preprocess import InputSpec, normalize
 from models.runtime import Runtime
 
@@ -65,8 +65,7 @@ def _frames(bundle: Path, n: int) -> tuple[np.ndarray, dict[str, float]]:
     frames = read_frames(bundle, info, spec)
     if frames is None:
         raise BundleError(bundle / BUNDLE_FILE, "has no self-check frames (exported before they existed)")
-    thresholds = {**DEFAULT_THRESHOLDS, **check_thresholds(info["thresholds"], bundle / BUNDLE_FILE)}
-    return normalize(list(frames[pick_frames(len(frames), n)]), spec), thresholds
+    return normalize(list(frames[pick_frames(len(frames), n)]), spec), bundle_thresholds(info, bundle / BUNDLE_FILE)
 
 
 def worker(bundle: Path, n: int, out: Path) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.decision import DEFAULT_THRESHOLDS
 from models.part import CLASSES, PartSpec, PartSpecError, load_part, part_from_dict
 from models.preprocess import InputSpec
 
@@ -218,6 +219,11 @@ def check_thresholds(th: Any, path: Path | str) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
             raise BundleError(path, f"threshold {k} must be a number in (0, 1], got {v!r}")
     return {k: float(v) for k, v in th.items()}
+
+
+def bundle_thresholds(info: dict[str, Any], path: Path | str) -> dict[str, float]:
+    """The thresholds a bundle runs with: its own, over the defaults for any class it leaves out."""
+    return {**DEFAULT_THRESHOLDS, **check_thresholds(info["thresholds"], path)}
 
 
 def resolve_part(expected: str | Path | PartSpec) -> PartSpec:

@@ -33,13 +33,14 @@ from models.bundle import (
     BundleError,
     Precision,
     available,
+    bundle_thresholds,
     check_embedded,
     check_thresholds,
     choose,
     read_bundle,
     verify_files,
 )
-from models.decision import DEFAULT_THRESHOLDS, decide
+from models.decision import decide
 from models.part import CLASSES, PartSpec
 from models.preprocess import InputSpec, preprocess
 
@@ -82,10 +83,7 @@ class Runtime:
         self.bundle_dir = Path(bundle_dir)
         self.info: dict[str, Any] = read_bundle(self.bundle_dir, expected_part)
         self.input_spec = InputSpec.from_dict(self.info["input"])
-        self._thresholds = {
-            **DEFAULT_THRESHOLDS,
-            **check_thresholds(self.info["thresholds"], self.bundle_dir / BUNDLE_FILE),
-        }
+        self._thresholds = bundle_thresholds(self.info, self.bundle_dir / BUNDLE_FILE)
         self.threads = threads or default_threads()
         self._lock = threading.Lock()
         self._ov_compiled: Any = None

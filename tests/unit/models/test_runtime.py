@@ -97,6 +97,24 @@ def test_set_thresholds(bundle, frames):
     assert Runtime(bundle, backend="onnxruntime", precision="fp32").thresholds["BENDNG"] == 0.5  # bundle unchanged
 
 
+def test_a_bundle_naming_one_threshold_runs_with_it_and_the_default_for_the_other(bundle, tmp_path):
+    """The runtime and export.isacheck read a bundle's thresholds by one rule (models.bundle)."""
+    from export import isacheck
+
+    b = _damaged(bundle, tmp_path)
+    info = json.loads((b / "bundle.json").read_text())
+    info["thresholds"] = {"NUKENG": 0.8}
+    (b / "bundle.json").write_text(json.dumps(info))
+    rt = Runtime(b, backend="onnxruntime", precision="fp32")
+    assert rt.thresholds == {"BENDNG": 0.5, "NUKENG": 0.8}
+    assert isacheck._frames(b, 2)[1] == rt.thresholds
+    info["thresholds"] = {"NUKENG": 1.8}
+    (b / "bundle.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError) as e:
+        Runtime(b)
+    assert "NUKENG" in _one_line(e.value, "bundle.json")
+
+
 def test_refuses_a_bundle_for_another_part(bundle, tmp_path):
     with pytest.raises(BundleError) as e:
         Runtime(bundle, expected_part=other_part("left-header", rows=2))
