@@ -108,7 +108,9 @@ class TrainConfig:
         0.0, "share of images passed through a random colour convolution (texture gone, shapes kept)", bounds=(0, 1)
     )
     collapse_share: float = option(0.9, "a validation predicting one class this often...", bounds=(0, 1))
-    collapse_after: int = option(3, "...from this epoch on stops the run", bounds=(1, 10**6))
+    collapse_after: int = option(
+        3, "...in two validations in a row, from this epoch on, stops the run", bounds=(1, 10**6)
+    )
     amp: str = option(
         "auto",
         "auto: bf16 where the CPU does bf16 in hardware (AVX512-BF16/AMX), else float32; "
@@ -512,19 +514,24 @@ def save_confusion(path: Path, cm: list[list[int]], title: str) -> None:
 # The loop
 
 
-def check_collapse(val: dict[str, Any], epoch: int, cfg: TrainConfig) -> str | None:
+def check_collapse(
+    val: dict[str, Any], epoch: int, cfg: TrainConfig, before: dict[str, Any] | None = None
+) -> str | None:
     """A message when the model predicts (nearly) one class for everything, or never predicts a
-    class at all (the original failure called every image class 0), else None."""
+    class at all (the original failure called every image class 0), else None. With `before`, the
+    previous epoch's validation, it must have done so there too: a model that swings away from a
+    class for one epoch at the learning rate's peak is learning, not collapsed."""
     if epoch < cfg.collapse_after:
         return None
     recall = ", ".join(f"{c} {r:.2f}" for c, r in val["recall"].items())
+    shares = [val["predicted_share"]] + ([before["predicted_share"]] if before else [])
     cls, share = max(val["predicted_share"].items(), key=lambda kv: kv[1])
-    if share >= cfg.collapse_share:
+    if all(sh[cls] >= cfg.collapse_share for sh in shares):
         return (
             f"collapsed: after {epoch} epochs the model calls {share:.0%} of validation images {cls} "
             f"(per-class recall {recall}); stopping"
         )
-    never = [c for c, sh in val["predicted_share"].items() if sh < 0.01]
+    never = [c for c in val["predicted_share"] if all(sh[c] < 0.01 for sh in shares)]
     if never:
         return (
             f"collapsed: after {epoch} epochs the model never predicts {', '.join(never)} "
@@ -603,7 +610,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             log.flush()
             _print_epoch(rec)
             save_plots(run, history, val["confusion"])
-            stopped = check_collapse(val, epoch, cfg)
+            stopped = check_collapse(val, epoch, cfg, history[-2]["val"] if len(history) > 1 else None)
             if stopped:
                 print(stopped)
                 break

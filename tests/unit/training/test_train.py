@@ -86,6 +86,21 @@ def test_collapse_check_fires_on_a_collapsed_model():
     assert check_collapse(healthy, epoch=5, cfg=cfg) is None
     never_ok = metrics(labels, np.array([0, 1, 1] * 20))  # calls every part NG: never OK
     assert "never predicts OK" in check_collapse(never_ok, epoch=5, cfg=cfg)
+    assert "never predicts OK" in check_collapse(never_ok, epoch=5, cfg=cfg, before=never_ok)
+    assert "BENDNG" in check_collapse(collapsed, epoch=5, cfg=cfg, before=collapsed)
+
+
+def test_a_class_lost_for_one_epoch_is_not_a_collapse():
+    """vary-rc05 was stopped at epoch 4: NUKENG recall 0.67, 0.59, then 0.01 for one epoch at the
+    learning rate's peak. One such validation after a healthy one lets the run go on; two stop it."""
+    cfg = TrainConfig(collapse_after=3)
+    labels = np.array([0, 1, 2] * 20)
+    healthy = metrics(labels, labels)
+    swung = metrics(labels, np.array([0, 0, 2] * 20))  # every NUKENG called BENDNG for one epoch
+    assert check_collapse(swung, epoch=4, cfg=cfg, before=healthy) is None
+    assert "never predicts NUKENG" in check_collapse(swung, epoch=5, cfg=cfg, before=swung)
+    collapsed = metrics(labels, np.zeros_like(labels))
+    assert check_collapse(collapsed, epoch=4, cfg=cfg, before=healthy) is None
 
 
 def test_metrics_escape_and_overkill():
