@@ -116,15 +116,24 @@ class ModbusServer(ThreadedServer):
             ready.set()
             return
         ready.set()
-        await server.serving  # close() may clear self._server the moment ready is set
+        try:
+            await server.serving
+        finally:  # however serving ended, the listener and every connection close on this loop
+            await server.shutdown()
 
     def close(self) -> None:
-        with self._lock:
-            loop, server, self._server = self._loop, self._server, None
+        """End `_serve`, which shuts the server down on its own loop: nothing is left for a loop that
+        is ending to drop (a shutdown coroutine made here could be, and never run)."""
+        loop, server = self._loop, self._server
         if loop is not None and server is not None:
-            try:  # the shutdown coroutine is made on the loop: none is left unrun if the loop ends first
-                loop.call_soon_threadsafe(lambda: loop.create_task(server.shutdown()))
-            except RuntimeError:  # the loop has closed, and the server's listener with it
+            try:
+                loop.call_soon_threadsafe(_end_serving, server)
+            except RuntimeError:  # the loop has closed: _serve has ended and shut the server down
                 pass
         if self._thread is not None:
             self._thread.join(5)
+
+
+def _end_serving(server: Any) -> None:
+    if not server.serving.done():
+        server.serving.set_result(True)

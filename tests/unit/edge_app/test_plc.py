@@ -1,10 +1,12 @@
 """The PLC handshake, its register map, triggered acquisition, and the Modbus server under faults
 (FakeRuntime: the model is not what is tested here)."""
 
+import gc
 import re
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -345,30 +347,32 @@ def test_a_wrong_unit_id_is_refused():
         srv.close()
 
 
-def test_closing_a_modbus_server_whose_loop_just_ended_leaves_nothing_behind(monkeypatch):
-    """The station may close the server as its loop ends (it reported running a moment before):
-    close returns at once, raises nothing and leaves no shutdown coroutine that was never run
-    (pytest's 'coroutine ... was never awaited'); closing again does nothing."""
-    import gc
-    import warnings
-
+def test_closing_a_modbus_server_whose_loop_just_ended_leaves_nothing_behind():
+    """The station may close the server as its loop ends: close returns at once and raises
+    nothing; the listener is closed (the port is free again) and no shutdown coroutine is left
+    that was never run (pytest's 'coroutine ... was never awaited'); closing again does nothing."""
     from edge_app.plc.modbus import ModbusServer
 
-    srv = ModbusServer(Handshake(lambda: None), "127.0.0.1", free_port())
+    port = free_port()
+    srv = ModbusServer(Handshake(lambda: None), "127.0.0.1", port)
     srv.start()
     loop = srv._loop
-    loop.call_soon_threadsafe(srv._server.serving.set_result, True)  # the loop ends on its own
-    srv._thread.join(5)
-    assert loop.is_closed()
-    monkeypatch.setattr(loop, "is_running", lambda: True)  # as seen just before it ended
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        loop.call_soon_threadsafe(srv._server.serving.set_result, True)  # the loop ends on its own
+        srv._thread.join(5)
+        assert loop.is_closed()
         t0 = time.monotonic()
         srv.close()
         srv.close()
+        del loop, srv
         gc.collect()
     assert time.monotonic() - t0 < 2
-    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+    assert not [w for w in caught if "never awaited" in str(w.message) or "unclosed" in str(w.message)], [
+        str(w.message) for w in caught
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing listens there any more
 
 
 def test_a_port_in_use_is_one_line_naming_the_setting():
@@ -379,8 +383,12 @@ def test_a_port_in_use_is_one_line_naming_the_setting():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(PlcServerError, match=re.escape(f"plc_port: cannot listen on 127.0.0.1:{port}")):
-            ModbusServer(Handshake(lambda: None), "127.0.0.1", port).start()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(PlcServerError, match=re.escape(f"plc_port: cannot listen on 127.0.0.1:{port}")):
+                ModbusServer(Handshake(lambda: None), "127.0.0.1", port).start()
+            gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_headless_stdin_trigger_inspects_one_frame_per_line(monkeypatch):
