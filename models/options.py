@@ -123,6 +123,11 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
 # Nested configs set by key (`--set data.n=2000`, a JSON file, a preset)
 
 
+class _Dotted(dict):
+    """The keys `--set a.b=1` gave under `a`: merged into a dict field `a`, where a whole dict
+    (`--set 'a={...}'`, a JSON file) replaces it."""
+
+
 def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
     """`base` (a dataclass instance, nested ones inside) with the values in `over` (nested dicts
     for nested configs). An unknown key, or a value of another type than the field's, is a
@@ -135,6 +140,8 @@ def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
         cur = getattr(base, k)
         if dataclasses.is_dataclass(cur) and isinstance(v, dict):
             kw[k] = merge(cur, v, f"{where}{k}.")
+        elif isinstance(cur, dict) and isinstance(v, _Dotted):
+            kw[k] = {**cur, **v}
         else:
             kw[k] = _typed_value(f"{where}{k}", cur, v)
     return dataclasses.replace(base, **kw)
@@ -172,7 +179,7 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
         node = over
         parts = key.strip().split(".")
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            node = node.setdefault(p, _Dotted())
         try:
             node[parts[-1]] = json.loads(val)
         except json.JSONDecodeError:

@@ -62,6 +62,18 @@ def test_sets_reach_nested_fields_with_their_types():
     assert cfg.inner.share == 1.0 and isinstance(cfg.inner.share, float)
 
 
+@dataclass
+class WithDict:
+    overrides: dict = option({"stem_depth": 2}, "fields over the model's")
+
+
+def test_a_dotted_set_adds_to_a_dict_setting_and_a_whole_dict_replaces_it():
+    """`--set model_overrides.depth=6` keeps the recipe's stem_depth (it used to drop it)."""
+    assert merge(WithDict(), parse_sets(["overrides.depth=6"])).overrides == {"stem_depth": 2, "depth": 6}
+    assert merge(WithDict(), parse_sets(['overrides={"depth": 6}'])).overrides == {"depth": 6}
+    assert merge(WithDict(), {"overrides": {"depth": 6}}).overrides == {"depth": 6}  # a JSON file's dict
+
+
 @pytest.mark.parametrize(
     "sets, named",
     [
