@@ -30,6 +30,14 @@ from timm.models.vision_transformer import VisionTransformer
 # Blocks
 
 
+def _instance_norm(channels: int) -> nn.Module:
+    """Each image's feature maps normalized by their own per-channel mean and spread (IBN-Net, Pan
+    et al., ECCV 2018): in the first stages this removes what a renderer or camera sets for the
+    whole frame (tint, contrast, texture statistics) and keeps what differs within it (a pin that
+    is not like its neighbours)."""
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
 class ConvStem(nn.Module):
     """Patch embedding as a few stride-2 3x3 convolutions instead of one 16x16 linear patch:
     cheap, and it gives the transformer local edges (a pin's outline, a tip's offset)."""
@@ -44,6 +52,7 @@ class ConvStem(nn.Module):
         flatten: bool = True,
         bias: bool = True,
         stem_depth: int = 1,
+        instance_norm_stages: int = 0,
         **_: Any,
     ):
         super().__init__()
@@ -57,10 +66,11 @@ class ConvStem(nn.Module):
         n_down = patch_size.bit_length() - 1  # 16 -> 4 stride-2 convs
         chans = [in_chans] + [max(16, embed_dim // 2 ** (n_down - i)) for i in range(1, n_down)]
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
-            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        for stage, (cin, cout) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
+            norm = _instance_norm if stage < instance_norm_stages else nn.BatchNorm2d
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), norm(cout), nn.ReLU(inplace=True)]
             for _ in range(stem_depth - 1):  # extra stride-1 convs: more local feature work per stage
-                layers += [nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(cout, cout, 3, 1, 1, bias=False), norm(cout), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(chans[-1], embed_dim, 3, 2, 1, bias=bias))
         self.proj = nn.Sequential(*layers)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
@@ -92,6 +102,7 @@ class PinViTConfig:
     mlp_ratio: float = 3.0
     conv_stem: bool = True
     stem_depth: int = 1  # convs per stem stage (1 = one stride-2 conv per stage)
+    instance_norm_stages: int = 0  # the first stem stages normalize per image (instance), the rest per batch
     n_pins: int = 27
     num_classes: int = 3  # BENDNG, NUKENG, OK: the dense map's last class is "no defect here"
     drop_path_rate: float = 0.05
@@ -113,7 +124,8 @@ class PinViT(nn.Module):
         self.cfg = cfg
         kw: dict[str, Any] = {}
         if cfg.conv_stem:
-            kw = {"embed_layer": functools.partial(ConvStem, stem_depth=cfg.stem_depth)}
+            stem = functools.partial(ConvStem, stem_depth=cfg.stem_depth, instance_norm_stages=cfg.instance_norm_stages)
+            kw = {"embed_layer": stem}
         self.vit = VisionTransformer(
             img_size=cfg.img_size,
             patch_size=cfg.patch_size,

@@ -3,9 +3,11 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
+import timm
 import torch
 
 from export.onnx_export import export_onnx, get_description
+from models.pinvit import PinViT
 
 
 class Top(torch.nn.Module):
@@ -39,3 +41,18 @@ def test_fold_keeps_results_and_dynamic_batch(tmp_path):
             ref = Wrap()(torch.from_numpy(x))
         for got, want in zip(sess.run(None, {"input": x}), ref, strict=True):
             np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+
+
+def test_a_model_with_instance_norm_stages_exports_and_onnxruntime_agrees(tmp_path):
+    """The model runs on the station through ONNX: a stem with instance norm must export as it runs."""
+    torch.manual_seed(0)
+    model = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, instance_norm_stages=2).eval()
+    assert isinstance(model, PinViT)
+    x = torch.randn(2, 3, 192, 320)
+    path = export_onnx(model, tmp_path / "m.onnx", (192, 320), {"test": True})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+    for g, w in zip(got, want, strict=True):
+        assert np.allclose(g, w.numpy(), atol=1e-4)

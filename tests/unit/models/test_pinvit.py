@@ -63,3 +63,21 @@ def test_registered_with_timm_and_returns_the_three_outputs():
     assert scores.shape == (2, 3) and pins.shape == (2, 28) and heatmap.shape == (2, 12, 20)
     assert torch.allclose(scores.sum(1), torch.ones(2), atol=1e-5)
     assert torch.allclose(pins.sum(1), torch.ones(2), atol=1e-5)
+
+
+def _stem_front(instance_norm_stages: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, instance_norm_stages=instance_norm_stages)
+    model.eval()
+    return model.vit.patch_embed.proj[:6]  # the first stem stage: two convs, each with its norm and ReLU
+
+
+def test_instance_norm_stages_take_out_what_a_camera_sets_for_the_whole_frame():
+    """A frame twice as bright (a brighter lamp, another renderer's exposure) reaches the first stage's
+    output unchanged with instance norm there; with batch norm (the default) it does not."""
+    x = torch.randn(2, 3, 192, 320)
+    with torch.no_grad():
+        inst = _stem_front(1)
+        assert torch.allclose(inst(2.0 * x), inst(x), atol=1e-4)
+        batch = _stem_front(0)
+        assert not torch.allclose(batch(2.0 * x), batch(x), atol=1e-2)
