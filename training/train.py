@@ -43,7 +43,7 @@ from models.decision import DEFAULT_THRESHOLDS, decide
 from models.metrics import metrics
 from models.options import check, describe, merge, option, parse_sets
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
-from models.pinvit import PinViT, build, image_log_scores
+from models.pinvit import PinViT, PinViTConfig, build, image_log_scores
 from models.preprocess import InputSpec, normalize
 from models.synth.dataset import BOTH_STYLES, SynthConfig, SynthError, generate_once, parse_styles
 from training import datasets
@@ -180,6 +180,10 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
             raise ValueError(f"{config_file}: cannot read config ({e})") from None
     cfg = merge(cfg, parse_sets(sets))
     check(cfg)
+    unknown = sorted(set(cfg.model_overrides) - set(PinViTConfig.__dataclass_fields__))
+    if unknown:  # timm would drop them and train the model without them
+        known = ", ".join(sorted(PinViTConfig.__dataclass_fields__))
+        raise ValueError(f"model_overrides: unknown model setting {', '.join(unknown)} (known: {known})")
     return cfg
 
 

@@ -270,3 +270,6 @@ def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
     assert train_mod.main(["--set", "epochs=ten"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "epochs: expected int" in err
+    assert train_mod.main(["--set", "model_overrides.instance_norm_stage=2"]) == 2  # a typo is not trained past
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown model setting instance_norm_stage" in err
