@@ -65,6 +65,11 @@ class ConvStem(nn.Module):
         self.dynamic_img_pad = False
         n_down = patch_size.bit_length() - 1  # 16 -> 4 stride-2 convs
         chans = [in_chans] + [max(16, embed_dim // 2 ** (n_down - i)) for i in range(1, n_down)]
+        if not 0 <= instance_norm_stages <= len(chans) - 1:
+            raise ValueError(
+                f"instance_norm_stages: {instance_norm_stages} is outside [0, {len(chans) - 1}] "
+                f"(the stem has {len(chans) - 1} normalized stages)"
+            )
         layers: list[nn.Module] = []
         for stage, (cin, cout) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
             norm = _instance_norm if stage < instance_norm_stages else nn.BatchNorm2d

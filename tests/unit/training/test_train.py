@@ -273,3 +273,6 @@ def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
     assert train_mod.main(["--set", "model_overrides.instance_norm_stage=2"]) == 2  # a typo is not trained past
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown model setting instance_norm_stage" in err
+    assert train_mod.main(["--set", "model_overrides.instance_norm_stages=5"]) == 2  # not silently "all of them"
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "instance_norm_stages: 5 is outside [0, 3]" in err
