@@ -77,6 +77,9 @@ class DataConfig:
     mix_folder: str | None = option(None, "a labelled folder trained on together with the renders (or folder)")
     mix_set: str | None = option(None, "or a named training set (training/datasets.py, e.g. blender-train)")
     mix_n: int | None = option(None, "frames of mix_set: the first mix_n of its seed (null: the whole set)")
+    mix_repeat: int = option(
+        1, "each mixed frame is seen this many times an epoch (a few line frames beside many renders)", bounds=(1, 100)
+    )
     val_folder: str | None = option(None, "a labelled folder to validate on instead of renders")
 
 
@@ -262,7 +265,8 @@ def prepare_data(
     }
     if mix_dir is not None:
         mix = load_folder(mix_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
-        train = concat(train, mix)
+        for _ in range(d.mix_repeat):  # each copy gets its own shift/colour/camera augmentation per batch
+            train = concat(train, mix)
         info.update(mix=str(mix_dir), mix_hash=folder_hash(mix_dir))
     return train, val, info
 

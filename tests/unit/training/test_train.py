@@ -248,11 +248,15 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
     train_set, _, info = train_mod.prepare_data(cfg, SPEC, InputSpec(), progress=False)
     assert asked == [("blender-train", "blender", "default", 6)]
     assert len(train_set) == 18 and info["mix"] == str(extra)
+    thrice = resolve_config(None, None, [*base, "data.mix_set=blender-train", "data.mix_n=6", "data.mix_repeat=3"])
+    train_set, _, _ = train_mod.prepare_data(thrice, SPEC, InputSpec(), progress=False)
+    assert len(train_set) == 12 + 3 * 6 and train_set.files[12:18] == train_set.files[24:30]
+    assert (train_set.labels[12:18] == train_set.labels[18:24]).all()
     with pytest.raises(train_mod.DataError, match="data.mix_set: unknown data set 'blender-tran'"):
         train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-tran"]), SPEC, InputSpec())
     with pytest.raises(train_mod.DataError, match="blender-select is a selection set, never trained on"):
         train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-select"]), SPEC, InputSpec())
-    assert len(asked) == 1  # refused before anything was rendered
+    assert len(asked) == 2  # refused before anything was rendered
     both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
     with pytest.raises(ValueError, match="give one of them"):
         train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
