@@ -38,6 +38,32 @@ def _instance_norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
 
 
+class MixStyle(nn.Module):
+    """MixStyle (Zhou et al., ICLR 2021): while training, with probability `p` per batch, each
+    image's feature statistics (per-channel mean and spread, what a renderer or camera sets for
+    the whole frame) are mixed with another image's of the batch; the content stays. The model
+    sees styles between those of its renders, and learns features that do not depend on them.
+    At inference (and in the exported graph) it is the identity."""
+
+    def __init__(self, p: float = 0.5, alpha: float = 0.1, eps: float = 1e-6):
+        super().__init__()
+        self.p, self.alpha, self.eps = p, alpha, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0 or len(x) < 2 or torch.rand(()) >= self.p:
+            return x
+        mu = x.mean((2, 3), keepdim=True).detach()
+        sig = (x.var((2, 3), keepdim=True) + self.eps).sqrt().detach()
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample((len(x), 1, 1, 1)).to(x)
+        perm = torch.randperm(len(x), device=x.device)
+        mu_mix = lam * mu + (1 - lam) * mu[perm]
+        sig_mix = lam * sig + (1 - lam) * sig[perm]
+        return (x - mu) / sig * sig_mix + mu_mix
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, alpha={self.alpha}"
+
+
 class ConvStem(nn.Module):
     """Patch embedding as a few stride-2 3x3 convolutions instead of one 16x16 linear patch:
     cheap, and it gives the transformer local edges (a pin's outline, a tip's offset)."""
@@ -53,6 +79,7 @@ class ConvStem(nn.Module):
         bias: bool = True,
         stem_depth: int = 1,
         instance_norm_stages: int = 0,
+        mixstyle: float = 0.0,
         **_: Any,
     ):
         super().__init__()
@@ -70,12 +97,17 @@ class ConvStem(nn.Module):
                 f"instance_norm_stages: {instance_norm_stages} is outside [0, {len(chans) - 1}] "
                 f"(the stem has {len(chans) - 1} normalized stages)"
             )
+        if not 0 <= mixstyle <= 1:
+            raise ValueError(f"mixstyle: {mixstyle} is not a probability in [0, 1]")
         layers: list[nn.Module] = []
         for stage, (cin, cout) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
             norm = _instance_norm if stage < instance_norm_stages else nn.BatchNorm2d
             layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), norm(cout), nn.ReLU(inplace=True)]
             for _ in range(stem_depth - 1):  # extra stride-1 convs: more local feature work per stage
                 layers += [nn.Conv2d(cout, cout, 3, 1, 1, bias=False), norm(cout), nn.ReLU(inplace=True)]
+            if mixstyle > 0 and stage >= instance_norm_stages:  # (after instance norm every image's style is one)
+                # in the stage's last activation's slot: the weights keep their names, with or without it
+                layers[-1] = nn.Sequential(layers[-1], MixStyle(mixstyle))
         layers.append(nn.Conv2d(chans[-1], embed_dim, 3, 2, 1, bias=bias))
         self.proj = nn.Sequential(*layers)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
@@ -108,6 +140,9 @@ class PinViTConfig:
     conv_stem: bool = True
     stem_depth: int = 1  # convs per stem stage (1 = one stride-2 conv per stage)
     instance_norm_stages: int = 0  # the first stem stages normalize per image (instance), the rest per batch
+    mixstyle: float = (
+        0.0  # training only: probability a batch mixes its images' styles after each batch-norm stem stage
+    )
     n_pins: int = 27
     num_classes: int = 3  # BENDNG, NUKENG, OK: the dense map's last class is "no defect here"
     drop_path_rate: float = 0.05
@@ -129,7 +164,12 @@ class PinViT(nn.Module):
         self.cfg = cfg
         kw: dict[str, Any] = {}
         if cfg.conv_stem:
-            stem = functools.partial(ConvStem, stem_depth=cfg.stem_depth, instance_norm_stages=cfg.instance_norm_stages)
+            stem = functools.partial(
+                ConvStem,
+                stem_depth=cfg.stem_depth,
+                instance_norm_stages=cfg.instance_norm_stages,
+                mixstyle=cfg.mixstyle,
+            )
             kw = {"embed_layer": stem}
         self.vit = VisionTransformer(
             img_size=cfg.img_size,

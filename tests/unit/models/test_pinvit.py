@@ -2,10 +2,11 @@
 
 import math
 
+import pytest
 import timm
 import torch
 
-from models.pinvit import PinViT, decode
+from models.pinvit import MixStyle, PinViT, decode
 
 GRID = (1, 4)  # four tokens are enough to show the rule
 
@@ -81,3 +82,50 @@ def test_instance_norm_stages_take_out_what_a_camera_sets_for_the_whole_frame():
         assert torch.allclose(inst(2.0 * x), inst(x), atol=1e-4)
         batch = _stem_front(0)
         assert not torch.allclose(batch(2.0 * x), batch(x), atol=1e-2)
+
+
+def test_mixstyle_mixes_styles_only_while_training_and_keeps_the_weights_names():
+    """model_overrides.mixstyle: in training, a batch's images leave the batch-norm stem stages
+    with each other's statistics mixed in; in eval (the station, the export) the stem is what it
+    is without it, and a checkpoint of either loads into the other."""
+    torch.manual_seed(0)
+    plain = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, instance_norm_stages=1)
+    mixed = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, instance_norm_stages=1, mixstyle=1.0)
+    assert plain.state_dict().keys() == mixed.state_dict().keys()
+    mixed.load_state_dict(plain.state_dict())
+    n_mix = sum(isinstance(m, MixStyle) for m in mixed.modules())
+    assert n_mix == 2  # after stages 2 and 3; stage 1 is instance-normalized
+    x = torch.randn(4, 3, 192, 320)
+    x[:2] = 3.0 * x[:2] + 1.0  # two "renderers": different contrast and level
+    plain.eval(), mixed.eval()
+    with torch.no_grad():
+        for got, want in zip(mixed(x), plain(x), strict=True):
+            assert torch.equal(got, want)
+        mixed.train()
+        stem = mixed.vit.patch_embed.proj
+        torch.manual_seed(1)
+        out = stem(x)
+        stem_plain = plain.vit.patch_embed.proj.train()
+        assert not torch.allclose(out, stem_plain(x), atol=1e-3)  # styles were mixed
+    with pytest.raises(ValueError, match="mixstyle: 1.5 is not a probability"):
+        timm.create_model("pinvit_tiny_cs16", depth=1, mixstyle=1.5)
+
+
+def test_mixstyle_swaps_feature_statistics_and_keeps_the_content():
+    """With lambda 0 (all the other image's style) an image takes its partner's per-channel mean
+    and spread, and its own normalized pattern stays."""
+    m = MixStyle(p=1.0).train()
+    m.alpha = 1e-3  # Beta(a, a) with a tiny a: lambda is 0 or 1
+    x = torch.randn(2, 4, 8, 8)
+    x[1] = 5.0 * x[1] + 2.0
+    torch.manual_seed(3)
+    for _ in range(100):  # a batch where both took image 1's style: 1 in 8
+        y = m(x)
+        for i in range(2):
+            z = (y[i] - y[i].mean((1, 2), keepdim=True)) / y[i].std((1, 2), keepdim=True)
+            zx = (x[i] - x[i].mean((1, 2), keepdim=True)) / x[i].std((1, 2), keepdim=True)
+            assert torch.allclose(z, zx, atol=1e-3)  # the content is the image's own
+        spreads = sorted(float(y[i].std()) for i in range(2))
+        if spreads[0] > 2.5:  # both took image 1's style once
+            return
+    raise AssertionError("in 100 batches no image took the other's style")
