@@ -140,9 +140,8 @@ class PinViTConfig:
     conv_stem: bool = True
     stem_depth: int = 1  # convs per stem stage (1 = one stride-2 conv per stage)
     instance_norm_stages: int = 0  # the first stem stages normalize per image (instance), the rest per batch
-    mixstyle: float = (
-        0.0  # training only: probability a batch mixes its images' styles after each batch-norm stem stage
-    )
+    mixstyle: float = 0.0  # training only: chance a batch mixes its images' styles after batch-norm stages
+    pin_contrast: bool = False  # the dense head also sees each token against the typical pin of the frame
     n_pins: int = 27
     num_classes: int = 3  # BENDNG, NUKENG, OK: the dense map's last class is "no defect here"
     drop_path_rate: float = 0.05
@@ -183,14 +182,16 @@ class PinViT(nn.Module):
             **kw,
         )
         self.grid = self.vit.patch_embed.grid_size
-        self.dense_head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.dense_head = nn.Linear(cfg.embed_dim * (2 if cfg.pin_contrast else 1), cfg.num_classes)
         self.pin_head = nn.Linear(cfg.embed_dim, cfg.n_pins + 1)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Raw logits: image (B, C) from the CLS token, dense (B, T, C), pin map (B, T, P+1)."""
         tokens = self.vit.forward_features(x)
         patches = tokens[:, self.vit.num_prefix_tokens :]
-        return self.vit.forward_head(tokens), self.dense_head(patches), self.pin_head(patches)
+        pin_logits = self.pin_head(patches)
+        feats = pin_contrast(patches, pin_logits) if self.cfg.pin_contrast else patches
+        return self.vit.forward_head(tokens), self.dense_head(feats), pin_logits
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image, dense, pin_logits = self.forward_features(x)
@@ -198,6 +199,16 @@ class PinViT(nn.Module):
             b, t = dense.shape[:2]
             return image.softmax(-1), pin_logits.new_zeros(b, pin_logits.shape[-1]), dense.new_zeros(b, *self.grid)
         return decode(dense, pin_logits, self.grid)
+
+
+def pin_contrast(patches: torch.Tensor, pin_logits: torch.Tensor) -> torch.Tensor:
+    """Each token's features beside the same features minus those of a typical pin on this frame:
+    the mean of the tokens the pin map puts on a pin (weight: 1 - p(no pin)). 26 of 27 pins are
+    good, so the mean is a good pin as this camera, light and renderer draw it; a token unlike it
+    is a pin unlike its neighbours, whatever the drawing. (B, T, D) -> (B, T, 2D)."""
+    on_pin = 1.0 - pin_logits.detach().softmax(-1)[..., :1]  # (B, T, 1); the pin map stays geometry only
+    typical = (patches * on_pin).sum(1, keepdim=True) / (on_pin.sum(1, keepdim=True) + 1e-6)
+    return torch.cat([patches, patches - typical], -1)
 
 
 VOTE_SQUARINGS = 4  # the pin vote weighs (defect / top defect)^(2^4 = 16), see decode

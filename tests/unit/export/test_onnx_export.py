@@ -3,6 +3,7 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import timm
 import torch
 
@@ -43,10 +44,16 @@ def test_fold_keeps_results_and_dynamic_batch(tmp_path):
             np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
 
 
-def test_a_model_with_instance_norm_stages_exports_and_onnxruntime_agrees(tmp_path):
-    """The model runs on the station through ONNX: a stem with instance norm must export as it runs."""
+@pytest.mark.parametrize(
+    "overrides",
+    [{"instance_norm_stages": 2}, {"pin_contrast": True, "mixstyle": 0.5}],
+    ids=["instance-norm", "pin-contrast+mixstyle"],
+)
+def test_a_model_with_domain_settings_exports_and_onnxruntime_agrees(tmp_path, overrides):
+    """The model runs on the station through ONNX: a stem with instance norm (or MixStyle, the
+    identity at inference) and a head with pin contrast must export as they run."""
     torch.manual_seed(0)
-    model = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, instance_norm_stages=2).eval()
+    model = timm.create_model("pinvit_tiny_cs16", depth=1, stem_depth=2, **overrides).eval()
     assert isinstance(model, PinViT)
     x = torch.randn(2, 3, 192, 320)
     path = export_onnx(model, tmp_path / "m.onnx", (192, 320), {"test": True})
