@@ -141,7 +141,7 @@ class PinViTConfig:
     stem_depth: int = 1  # convs per stem stage (1 = one stride-2 conv per stage)
     instance_norm_stages: int = 0  # the first stem stages normalize per image (instance), the rest per batch
     mixstyle: float = 0.0  # training only: chance a batch mixes its images' styles after batch-norm stages
-    pin_contrast: bool = False  # the dense head also sees each token against the typical pin of the frame
+    pin_contrast: bool = False  # the dense head sees each token minus the typical pin of the frame
     n_pins: int = 27
     num_classes: int = 3  # BENDNG, NUKENG, OK: the dense map's last class is "no defect here"
     drop_path_rate: float = 0.05
@@ -182,7 +182,7 @@ class PinViT(nn.Module):
             **kw,
         )
         self.grid = self.vit.patch_embed.grid_size
-        self.dense_head = nn.Linear(cfg.embed_dim * (2 if cfg.pin_contrast else 1), cfg.num_classes)
+        self.dense_head = nn.Linear(cfg.embed_dim, cfg.num_classes)
         self.pin_head = nn.Linear(cfg.embed_dim, cfg.n_pins + 1)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -202,13 +202,14 @@ class PinViT(nn.Module):
 
 
 def pin_contrast(patches: torch.Tensor, pin_logits: torch.Tensor) -> torch.Tensor:
-    """Each token's features beside the same features minus those of a typical pin on this frame:
-    the mean of the tokens the pin map puts on a pin (weight: 1 - p(no pin)). 26 of 27 pins are
-    good, so the mean is a good pin as this camera, light and renderer draw it; a token unlike it
-    is a pin unlike its neighbours, whatever the drawing. (B, T, D) -> (B, T, 2D)."""
+    """Each token's features minus those of a typical pin on this frame: the mean of the tokens the
+    pin map puts on a pin (weight: 1 - p(no pin)). 26 of 27 pins are good, so the mean is a good
+    pin as this camera, light and renderer draw it; whatever they do to every token alike cancels,
+    and a token unlike the mean is a pin unlike its neighbours. Only the difference goes on: a
+    linear head given both the features and the difference could learn the features alone."""
     on_pin = 1.0 - pin_logits.detach().softmax(-1)[..., :1]  # (B, T, 1); the pin map stays geometry only
     typical = (patches * on_pin).sum(1, keepdim=True) / (on_pin.sum(1, keepdim=True) + 1e-6)
-    return torch.cat([patches, patches - typical], -1)
+    return patches - typical
 
 
 VOTE_SQUARINGS = 4  # the pin vote weighs (defect / top defect)^(2^4 = 16), see decode

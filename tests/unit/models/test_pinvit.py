@@ -132,9 +132,9 @@ def test_mixstyle_swaps_feature_statistics_and_keeps_the_content():
 
 
 def test_pin_contrast_sees_a_pin_against_the_other_pins_not_the_drawing():
-    """pin_contrast: a change every pin token shares (another renderer's shading, another light)
-    leaves the contrast half untouched, and the one token unlike the other pins is the one that
-    stands out there; background tokens do not count towards the typical pin."""
+    """pin_contrast: a change every token shares (another renderer's shading, another light)
+    cancels, and the one token unlike the other pins is the one that stands out; background
+    tokens do not count towards the typical pin."""
     from models.pinvit import pin_contrast
 
     torch.manual_seed(0)
@@ -147,18 +147,23 @@ def test_pin_contrast_sees_a_pin_against_the_other_pins_not_the_drawing():
     pin_logits[0, :5, 3] = 9.0  # tokens 0-4 on a pin (slot 3), token 5 on no pin (slot 0)
     pin_logits[0, 5, 0] = 9.0
     out = pin_contrast(patches, pin_logits)
-    assert out.shape == (1, t, 2 * d) and torch.equal(out[..., :d], patches)
-    contrast = out[0, :5, d:].norm(dim=-1)
+    assert out.shape == (1, t, d)
+    contrast = out[0, :5].norm(dim=-1)
     assert int(contrast.argmax()) == 2 and contrast[2] > 3 * contrast[[0, 1, 3, 4]].max()
     shifted = pin_contrast(patches + 5 * torch.randn(d), pin_logits)
-    assert torch.allclose(shifted[..., d:], out[..., d:], atol=1e-4)
+    assert torch.allclose(shifted, out, atol=1e-4)
 
 
-def test_a_model_with_pin_contrast_runs_and_keeps_its_outputs():
+def test_a_model_with_pin_contrast_runs_and_keeps_its_outputs_and_weights():
     torch.manual_seed(0)
     model = timm.create_model("pinvit_tiny_cs16", depth=1, pin_contrast=True).eval()
-    assert model.dense_head.in_features == 2 * model.pin_head.in_features
+    plain = timm.create_model("pinvit_tiny_cs16", depth=1).eval()
+    model.load_state_dict(plain.state_dict())  # the same weights, read differently
+    x = torch.randn(2, 3, 192, 320)
     with torch.no_grad():
-        scores, pins, heatmap = model(torch.randn(2, 3, 192, 320))
+        scores, pins, heatmap = model(x)
+        assert not torch.allclose(heatmap, plain(x)[2])
     assert scores.shape == (2, 3) and pins.shape == (2, 28) and heatmap.shape == (2, 12, 20)
     assert torch.allclose(scores.sum(1), torch.ones(2), atol=1e-5)
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(x)[2], plain.forward_features(x)[2])  # the pin map is as it was
