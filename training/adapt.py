@@ -208,6 +208,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--holdout", type=float, default=0.3, help="share of each class held back to score on (0.3)")
     ap.add_argument("--renders", type=int, default=1500, help="fresh renders mixed in (default 1500)")
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="each line frame is trained on this many times an epoch, beside the renders (default 1)",
+    )
     ap.add_argument("--acceptance-n", type=int, default=1500, help="acceptance-set frames scored (default 1500)")
     ap.add_argument("--max-drop", type=float, default=0.5, help="acceptance accuracy points it may lose (0.5)")
     ap.add_argument("--max-escape-rise", type=float, default=0.0, help="acceptance escape points it may add (0)")
@@ -247,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if located:
             write_clicks(train_dir, located)
             print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
-        print(f"[3/6] fine-tuning on {train_dir} + {args.renders} renders, {args.epochs} epochs")
+        print(
+            f"[3/6] fine-tuning on {train_dir} (x{args.repeat} an epoch) + {args.renders} renders, {args.epochs} epochs"
+        )
         tc = base_spec.get("train_config", {})
         sets = [
             f"init_from={args.base}",
@@ -260,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             f"data.mix_folder={train_dir}",
             f"data.n={args.renders}",
             f"epochs={args.epochs}",
+            f"data.mix_repeat={args.repeat}",
             f"seed={args.seed}",
             *args.set,
         ]
@@ -286,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(ckpt, out / "model.safetensors")
     card = (
         f"# Adapted model\n\nBase: `{args.base}`. Line frames: `{args.folder}` "
-        f"({args.holdout:.0%} held back), fine-tuned {args.epochs} epochs with {args.renders} fresh renders "
+        f"({args.holdout:.0%} held back, each trained on {args.repeat}x an epoch), fine-tuned {args.epochs} epochs "
+        f"with {args.renders} fresh renders "
         f"(`python -m training.adapt`).\n\n{table(before, after)}\n"
     )
     atomic_write(out / "MODEL_CARD.md", card)

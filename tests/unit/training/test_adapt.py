@@ -3,6 +3,7 @@ from pathlib import Path
 
 from tiny_bundles import tiny_checkpoint
 
+from models.checkpoint import read_spec
 from models.part import load_part
 from models.synth.dataset import SynthConfig, generate
 from training import adapt
@@ -135,11 +136,14 @@ def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsy
     fast = ["--set", "batch_size=4", "--set", "data.val_n=6", "--set", "workers=1"]
     rc = adapt.main(
         ["--folder", str(_line_frames(tmp_path)), "--base", str(base), "--out", str(out), "--renders", "8"]
-        + ["--epochs", "1", "--acceptance-n", "6"]
+        + ["--epochs", "1", "--acceptance-n", "6", "--repeat", "3"]
         + fast
     )
     captured = capsys.readouterr()
     assert rc == 0, captured.err[-2000:]
+    assert "(x3 an epoch) + 8 renders" in captured.out
+    run = json.loads((out / "adapt.json").read_text())["run"]
+    assert read_spec(Path(run) / "model.safetensors")["train_config"]["data"]["mix_repeat"] == 3
     assert (out / "model.safetensors").exists() and "# Adapted model" in (out / "MODEL_CARD.md").read_text()
     assert json.loads((out / "adapt.json").read_text())["refused"] == []
     [cmd] = ran
