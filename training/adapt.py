@@ -11,7 +11,8 @@ dialog exports. Steps, each with progress:
      a defect's pin is named but neither clicked nor positioned, find it with the base model's
      pin map, so the dense and pin losses apply to it too (--no-locate: the verdict only)
   2. score the base model on the held-back frames and on our acceptance set (fresh renders)
-  3. fine-tune the base on the training frames mixed with fresh renders (so it keeps what it knew)
+  3. fine-tune the base on the training frames (each --repeat times an epoch) mixed with fresh
+     renders (so it keeps what it knew)
   4. score the adapted model the same way and print the before/after table
   5. refuse (exit 3, nothing handed over) if it is worse than the base on either: lower 3-class
      accuracy or more escapes on the held-back frames, or more than --max-drop points lower
@@ -211,8 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="each line frame is trained on this many times an epoch, beside the renders (default 1)",
+        default=4,
+        help="each line frame is trained on this many times an epoch, beside the renders (default 4, "
+        "chosen in docs/ablation.md)",
     )
     ap.add_argument("--acceptance-n", type=int, default=1500, help="acceptance-set frames scored (default 1500)")
     ap.add_argument("--max-drop", type=float, default=0.5, help="acceptance accuracy points it may lose (0.5)")
@@ -253,9 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         if located:
             write_clicks(train_dir, located)
             print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
-        print(
-            f"[3/6] fine-tuning on {train_dir} (x{args.repeat} an epoch) + {args.renders} renders, {args.epochs} epochs"
-        )
         tc = base_spec.get("train_config", {})
         sets = [
             f"init_from={args.base}",
@@ -272,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             f"seed={args.seed}",
             *args.set,
         ]
-        summary = train(resolve_config("continue", None, sets), progress=True)
+        cfg = resolve_config("continue", None, sets)
+        repeat = cfg.data.mix_repeat  # (a --set may have changed it)
+        print(f"[3/6] fine-tuning on {train_dir} (x{repeat} an epoch) + {cfg.data.n} renders, {cfg.epochs} epochs")
+        summary = train(cfg, progress=True)
         ckpt = Path(summary["run"]) / "model.safetensors"
         print("[4/6] scoring the adapted model")
         after = {
@@ -295,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(ckpt, out / "model.safetensors")
     card = (
         f"# Adapted model\n\nBase: `{args.base}`. Line frames: `{args.folder}` "
-        f"({args.holdout:.0%} held back, each trained on {args.repeat}x an epoch), fine-tuned {args.epochs} epochs "
-        f"with {args.renders} fresh renders "
+        f"({args.holdout:.0%} held back, each trained on {repeat}x an epoch), fine-tuned {cfg.epochs} epochs "
+        f"with {cfg.data.n} fresh renders "
         f"(`python -m training.adapt`).\n\n{table(before, after)}\n"
     )
     atomic_write(out / "MODEL_CARD.md", card)
