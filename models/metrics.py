@@ -34,6 +34,11 @@ def metrics(
         "recall": {c: float(cm[i, i] / max(1, cm[i].sum())) for i, c in enumerate(CLASSES)},
         "predicted_share": {c: float(cm[:, i].sum() / max(1, cm.sum())) for i, c in enumerate(CLASSES)},
         "confusion": cm.tolist(),
+        # the counts behind the rates: on a few dozen frames one frame moves a rate by points
+        "escapes": int((ng_true & ~ng_pred).sum()),
+        "defective": int(ng_true.sum()),
+        "overkills": int((~ng_true & ng_pred).sum()),
+        "good": int((~ng_true).sum()),
     }
     if true_pins is not None and pred_pins is not None and ng_true.any():
         tp, pp = np.asarray(true_pins), np.asarray(pred_pins)

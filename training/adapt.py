@@ -184,14 +184,20 @@ def verdict(before: dict[str, dict], after: dict[str, dict], max_drop: float, ma
     return why
 
 
+def _rate(m: dict[str, Any], what: str, of: str) -> str:
+    """ "5.00% (3 of 60)": the count beside the rate, since on held-back frames one frame is points."""
+    rate = f"{m[what + '_rate']:.2%}"
+    return f"{rate} ({m[what + 's']} of {m[of]})" if what + "s" in m and of in m else rate
+
+
 def table(before: dict[str, dict], after: dict[str, dict]) -> str:
     lines = ["| set | model | n | 3-class | escape | overkill | pin named |", "|---|---|---|---|---|---|---|"]
     for s in ("line", "acceptance"):
         for who, m in (("base", before[s]), ("adapted", after[s])):
             pin = m.get("pin_accuracy", float("nan"))
             lines.append(
-                f"| {s} | {who} | {m['n']} | {m['accuracy']:.4f} | {m['escape_rate']:.2%} | "
-                f"{m['overkill_rate']:.2%} | {pin:.3f} |"
+                f"| {s} | {who} | {m['n']} | {m['accuracy']:.4f} | {_rate(m, 'escape', 'defective')} | "
+                f"{_rate(m, 'overkill', 'good')} | {pin:.3f} |"
             )
     return "\n".join(lines)
 

@@ -27,6 +27,15 @@ def test_the_verdict_refuses_a_model_worse_on_either_set():
     assert len(why) == 2
 
 
+def test_the_table_shows_the_counts_behind_the_rates():
+    """On 60 held-back defects one frame is 1.7 points: the table says how many frames a rate is."""
+    held = {**M, "n": 90, "escape_rate": 3 / 60, "escapes": 3, "defective": 60, "overkill_rate": 0.0}
+    held |= {"overkills": 0, "good": 30}
+    text = adapt.table({"line": held, "acceptance": M}, {"line": held, "acceptance": M})
+    assert "| line | base | 90 | 0.9000 | 5.00% (3 of 60) | 0.00% (0 of 30) | 0.900 |" in text
+    assert "| acceptance | base | 100 | 0.9000 | 2.00% | 1.00% | 0.900 |" in text  # a record without counts
+
+
 def _line_frames(tmp_path, n=16):
     """Frames with labels only (no pin positions), as the station's review export gives them."""
     folder = tmp_path / "line"

@@ -109,6 +109,7 @@ def test_metrics_escape_and_overkill():
     m = metrics(y, p)
     assert m["escape_rate"] == 0.5 and m["overkill_rate"] == 0.5 and m["accuracy"] == 0.25
     assert m["ng_ok_accuracy"] == 0.5
+    assert (m["escapes"], m["defective"], m["overkills"], m["good"]) == (1, 2, 1, 2)
 
 
 def test_config_resolution():
