@@ -77,6 +77,9 @@ class ExportConfig:
     )
     max_drop: float = option(0.5, "accuracy points an INT8 model may lose against its FP32 model", "--max-drop")
     max_escape_rise: float = option(0.0, "escape-rate points an INT8 model may add", "--max-escape-rise")
+    max_overkill_rise: float = option(
+        0.0, "overkill-rate points an INT8 model may add (good parts rejected)", "--max-overkill-rise"
+    )
     parity_tol: float = 1e-3
     ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
     ort_calibration: str = option(
@@ -269,7 +272,9 @@ def _check_and_gate(
         print(f"      FAIL {p}", flush=True)
     if broken:  # never written, --no-gate or not: the models do not compute what the checkpoint does
         raise GateFailed(f"parity failed: the exported models disagree with torch; {cfg.out} was not changed")
-    problems = accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise) if ev_frames is not None else []
+    problems = (
+        accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise, cfg.max_overkill_rise) if ev_frames is not None else []
+    )
     info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
     info["gate"] = {
         "enabled": cfg.gate and ev_frames is not None,
@@ -277,6 +282,7 @@ def _check_and_gate(
         "problems": problems,
         "max_drop": cfg.max_drop,
         "max_escape_rise": cfg.max_escape_rise,
+        "max_overkill_rise": cfg.max_overkill_rise,
     }
     for p in problems:
         print(f"      FAIL {p}", flush=True)

@@ -105,8 +105,11 @@ def parity_problems(ev: Evaluation, tol: float) -> list[str]:
     return [f"{k} differs from torch by {d:.2e} (> {tol:g})" for k, d in ev.parity.items() if d > tol]
 
 
-def accuracy_problems(ev: Evaluation, max_drop: float, max_escape_rise: float) -> list[str]:
-    """INT8 models that lose too much against their FP32 model (drops and rises in percentage points)."""
+def accuracy_problems(
+    ev: Evaluation, max_drop: float, max_escape_rise: float, max_overkill_rise: float | None = None
+) -> list[str]:
+    """INT8 models that lose too much against their FP32 model (drops and rises in percentage
+    points); overkill is checked when `max_overkill_rise` is given."""
     problems = []
     by_key = {r.model: r for r in ev.rows}
     for r in ev.rows:
@@ -122,6 +125,12 @@ def accuracy_problems(ev: Evaluation, max_drop: float, max_escape_rise: float) -
             problems.append(
                 f"{r.model} escape rate {100 * r.metrics['escape_rate']:.2f}% vs {100 * ref['escape_rate']:.2f}% "
                 f"for {r.reference} (+{rise:.2f} points, limit +{max_escape_rise:g})"
+            )
+        rise = 100 * (r.metrics["overkill_rate"] - ref["overkill_rate"])
+        if max_overkill_rise is not None and rise > max_overkill_rise + 1e-9:
+            problems.append(
+                f"{r.model} overkill rate {100 * r.metrics['overkill_rate']:.2f}% vs {100 * ref['overkill_rate']:.2f}% "
+                f"for {r.reference} (+{rise:.2f} points, limit +{max_overkill_rise:g})"
             )
     return problems
 

@@ -16,7 +16,8 @@ What it does, in order (each step prints its progress):
   6. parity: torch, ONNX Runtime FP32 and OpenVINO FP32 must agree within 1e-3 on the same frames
   7. accuracy of every model on the evaluation set (accuracy, NG/OK accuracy, escape and overkill
      rate), and the gate: an INT8 model may lose at most --max-drop accuracy points against the
-     FP32 model of its backend, and may not raise the escape rate
+     FP32 model of its backend, and may not raise the escape rate (--max-escape-rise) or the
+     overkill rate (--max-overkill-rise)
   8. only then writes the bundle (model files, 24 self-check frames the station chooses its model
      on, bundle.json with sha256s) into --out
 

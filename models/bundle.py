@@ -133,7 +133,8 @@ def export_flags(info: Any) -> list[str]:
     if exp.get("reduce_range") is True:
         flags.append("--reduce-range")
     for key, flag in (("ort_calibration", "--ort-calibration"), ("max_drop", "--max-drop"),
-                      ("max_escape_rise", "--max-escape-rise")):  # fmt: skip
+                      ("max_escape_rise", "--max-escape-rise"),
+                      ("max_overkill_rise", "--max-overkill-rise")):  # fmt: skip
         if exp.get(key) is not None:
             flags += [flag, str(exp[key])]
     return flags

@@ -103,6 +103,8 @@ def test_quantize_writes_a_checked_bundle_and_the_gate_can_fail(tmp_path):
         "100",
         "--max-escape-rise",
         "100",
+        "--max-overkill-rise",
+        "100",
     ]
     r = _run("export.quantize", *args, "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr

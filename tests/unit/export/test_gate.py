@@ -38,3 +38,25 @@ def test_parity():
     assert parity_problems(_ev(0.95, 0.01), 1e-3) == []
     (p,) = parity_problems(_ev(0.95, 0.01, parity=5e-3), 1e-3)
     assert "onnxruntime/fp32" in p
+
+
+def test_an_int8_model_that_rejects_more_good_parts_fails_the_gate():
+    """Issue 11: an INT8 model that ships adds no overkill. One more good part rejected in 200
+    (+0.5 points) with accuracy and escapes within their limits is refused by default
+    (export.quantize --max-overkill-rise 0), and passes when the limit allows it."""
+    ev = _ev(0.948, 0.010)
+    ev.rows[2].metrics["overkill_rate"] = 0.005
+    (p,) = accuracy_problems(ev, max_drop=0.5, max_escape_rise=0.0, max_overkill_rise=0.0)
+    assert p.startswith("onnxruntime/int8 overkill rate 0.50% vs 0.00%") and "limit +0" in p
+    assert accuracy_problems(ev, max_drop=0.5, max_escape_rise=0.0, max_overkill_rise=0.5) == []
+    ev.rows[2].metrics["overkill_rate"] = 0.0  # the same or fewer: fine
+    assert accuracy_problems(ev, max_drop=0.5, max_escape_rise=0.0, max_overkill_rise=0.0) == []
+
+
+def test_the_overkill_limit_is_a_flag_and_an_adapted_model_is_exported_with_the_bases():
+    from export.build import ExportConfig
+    from models.bundle import export_flags
+
+    assert ExportConfig().max_overkill_rise == 0.0
+    flags = export_flags({"export": {"max_overkill_rise": 0.5, "max_escape_rise": 0.0}})
+    assert flags[flags.index("--max-overkill-rise") + 1] == "0.5"
