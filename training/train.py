@@ -265,8 +265,10 @@ def prepare_data(
     }
     if mix_dir is not None:
         mix = load_folder(mix_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
-        for _ in range(d.mix_repeat):  # each copy gets its own shift/colour/camera augmentation per batch
-            train = concat(train, mix)
+        repeated = mix
+        for _ in range(d.mix_repeat - 1):  # each copy gets its own shift/colour/camera augmentation per batch
+            repeated = concat(repeated, mix)
+        train = concat(train, repeated)  # (the renders copied once, not once per repeat)
         info.update(mix=str(mix_dir), mix_hash=folder_hash(mix_dir))
     return train, val, info
 
