@@ -185,7 +185,7 @@ def verdict(before: dict[str, dict], after: dict[str, dict], max_drop: float, ma
 
 
 def _rate(m: dict[str, Any], what: str, of: str) -> str:
-    """ "5.00% (3 of 60)": the count beside the rate, since on held-back frames one frame is points."""
+    """The rate with its count, "5.00% (3 of 60)": on held-back frames one frame is points."""
     rate = f"{m[what + '_rate']:.2%}"
     return f"{rate} ({m[what + 's']} of {m[of]})" if what + "s" in m and of in m else rate
 
@@ -249,6 +249,23 @@ def main(argv: list[str] | None = None) -> int:
             raise AdaptError(f"{args.folder / 'labels.csv'}: missing (a labelled folder has images/ and labels.csv)")
         base_spec = read_spec(args.base)
         part = load_part(base_spec.get("part", {}).get("name", "default"))
+        tc = base_spec.get("train_config", {})
+        sets = [
+            f"init_from={args.base}",
+            "name=adapt",
+            f"out={out / 'runs'}",
+            f"part={part.name}",
+            f"model={base_spec['model_name']}",
+            f"model_overrides={json.dumps(tc.get('model_overrides', {}))}",
+            f"input={json.dumps(tc.get('input', {}))}",
+            f"data.mix_folder={out / 'split' / 'train'}",  # where split() puts the frames to train on
+            f"data.n={args.renders}",
+            f"epochs={args.epochs}",
+            f"data.mix_repeat={args.repeat}",
+            f"seed={args.seed}",
+            *args.set,
+        ]
+        cfg = resolve_config("continue", None, sets)  # a bad --set or --repeat fails here, before any work
         print(f"[1/6] splitting {args.folder} ({args.holdout:.0%} of each class held back)")
         train_dir, hold_dir = split(args.folder, out / "split", args.holdout, args.seed)
         print("[2/6] scoring the base model")
@@ -261,23 +278,6 @@ def main(argv: list[str] | None = None) -> int:
         if located:
             write_clicks(train_dir, located)
             print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
-        tc = base_spec.get("train_config", {})
-        sets = [
-            f"init_from={args.base}",
-            "name=adapt",
-            f"out={out / 'runs'}",
-            f"part={part.name}",
-            f"model={base_spec['model_name']}",
-            f"model_overrides={json.dumps(tc.get('model_overrides', {}))}",
-            f"input={json.dumps(tc.get('input', {}))}",
-            f"data.mix_folder={train_dir}",
-            f"data.n={args.renders}",
-            f"epochs={args.epochs}",
-            f"data.mix_repeat={args.repeat}",
-            f"seed={args.seed}",
-            *args.set,
-        ]
-        cfg = resolve_config("continue", None, sets)
         repeat = cfg.data.mix_repeat  # (a --set may have changed it)
         print(f"[3/6] fine-tuning on {train_dir} (x{repeat} an epoch) + {cfg.data.n} renders, {cfg.epochs} epochs")
         summary = train(cfg, progress=True)

@@ -77,6 +77,18 @@ def test_adapt_refuses_to_hand_over_a_model_that_misses_the_bar(tmp_path, capsys
     assert "| line | base |" in captured.out and "| acceptance | adapted |" in captured.out
 
 
+def test_a_bad_training_setting_is_one_line_before_any_work(tmp_path, capsys):
+    """--repeat 0 (or a bad --set) is refused at once, not after the split and the base's scoring."""
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    out = tmp_path / "out"
+    rc = adapt.main(
+        ["--folder", str(_line_frames(tmp_path, n=6)), "--base", str(base), "--out", str(out), "--repeat", "0"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "data.mix_repeat: 0 is outside [1, 100]" in err
+    assert not (out / "split").exists()
+
+
 def test_a_folder_without_labels_is_one_line(tmp_path, capsys):
     base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
     (tmp_path / "empty" / "images").mkdir(parents=True)
