@@ -97,7 +97,8 @@ def test_mixstyle_mixes_styles_only_while_training_and_keeps_the_weights_names()
     assert n_mix == 2  # after stages 2 and 3; stage 1 is instance-normalized
     x = torch.randn(4, 3, 192, 320)
     x[:2] = 3.0 * x[:2] + 1.0  # two "renderers": different contrast and level
-    plain.eval(), mixed.eval()
+    plain.eval()
+    mixed.eval()
     with torch.no_grad():
         for got, want in zip(mixed(x), plain(x), strict=True):
             assert torch.equal(got, want)
