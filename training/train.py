@@ -66,6 +66,9 @@ class DataConfig:
     max_defects: int = option(3, "defective renders get 1..K bad pins (more examples per image)")
     away_bends: float = option(0.0, "share of bends drawn small and leaning away from the camera", bounds=(0, 1))
     vary: float = option(0.0, "randomize what PART.md leaves open (render.py: _look_params)", bounds=(0, 1))
+    hard_light: float = option(
+        0.0, "share of photo renders lit by one hard key light (render.py: _light_params)", bounds=(0, 1)
+    )
     defect_columns: list[int] | None = option(None, "defects only in these pin columns (null: anywhere)")
     val_n: int = option(600, "validation renders")
     val_seed: int = option(9001, "seed of the validation renders")
@@ -214,6 +217,7 @@ def _synth_folder(
     max_defects: int = 1,
     away_bends: float = 0.0,
     vary: float = 0.0,
+    hard_light: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
@@ -221,6 +225,8 @@ def _synth_folder(
         settings.append(away_bends)
     if vary:
         settings.append({"vary": vary})
+    if hard_light:
+        settings.append({"hard_light": hard_light})
     key = json.dumps(settings, sort_keys=True)
     folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -233,6 +239,7 @@ def _synth_folder(
         max_defects=max_defects,
         away_bends=away_bends,
         vary=vary,
+        hard_light=hard_light,
     )
     return generate_once(part, cfg, folder)
 
@@ -246,7 +253,17 @@ def prepare_data(
         Path(d.folder)
         if d.folder
         else _synth_folder(
-            part, d.n, d.seed, d.styles, d.widen, d.defect_columns, cfg.workers, d.max_defects, d.away_bends, d.vary
+            part,
+            d.n,
+            d.seed,
+            d.styles,
+            d.widen,
+            d.defect_columns,
+            cfg.workers,
+            d.max_defects,
+            d.away_bends,
+            d.vary,
+            d.hard_light,
         )
     )
     val_dir = (

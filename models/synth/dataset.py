@@ -87,6 +87,10 @@ class SynthConfig:
         0.0, "0..1: randomize what PART.md leaves open (pin width as drawn, hole size and rim, tip, highlights, "
         "pin shadows, housing margin and sheen; render.py: _look_params); 1 = full spread", "--vary",
     )  # fmt: skip
+    hard_light: float = option(
+        0.0, "0..1: this share of photo frames is lit by one hard key light: sharp pin shadows across the housing, "
+        "mirror-like pins, background out of focus (render.py: _light_params)", "--hard-light",
+    )  # fmt: skip
 
 
 def parse_columns(text: str) -> tuple[int, ...]:
@@ -171,6 +175,7 @@ def image_params(
         extra or None,
         cfg.away_bends,
         cfg.vary,
+        cfg.hard_light,
     )
 
 
@@ -197,11 +202,12 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "max_defects": cfg.max_defects,
         "away_bends": cfg.away_bends,
         "vary": cfg.vary,
+        "hard_light": cfg.hard_light,
     }
 
 
 # Settings added after data sets were first cached, with the value that means "as before".
-_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0}
+_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -236,6 +242,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
     for name, value, lo, hi in (
         ("away-bends", cfg.away_bends, 0, 1),
         ("vary", cfg.vary, 0, 1),
+        ("hard-light", cfg.hard_light, 0, 1),
         ("widen", cfg.widen, 1, 3),
     ):
         if not lo <= value <= hi:  # also refuses NaN

@@ -9,7 +9,9 @@ through a pinhole camera tilted from the vertical, so a bent pin's tip moves the
 one does and a pin bent towards the camera looks shorter (PART.md's floor of confusion).
 
 Styles: "photo" (shaded metal, textured board, uneven light, blur, noise, JPEG) and "flat"
-(flat colours with outlines, like a drawing). Both share geometry and ground truth.
+(flat colours with outlines, like a drawing). Both share geometry and ground truth. A photo frame
+may also be lit by one hard key light (`hard_light`, see `_light_params`): every pin casts a sharp
+shadow across the housing top, computed from its 3-D axis, and the pins read as mirrors.
 
 numpy + OpenCV only: the station's simulated camera uses this module, and the station never
 imports torch.
@@ -78,6 +80,7 @@ def sample_params(
     extra_defects: list[tuple[int, str]] | None = None,
     away_bends: float = 0.0,
     vary: float = 0.0,
+    hard_light: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
@@ -85,7 +88,9 @@ def sample_params(
     PART.md's one-defect classes; the image keeps `label` and `pin` as its primary defect.
     `away_bends` (a training aid) draws this share of bends from the ones a single oblique view
     shows least, see `_defect_params`. `vary` (0..1) randomizes what PART.md leaves open or only
-    approximates, see `_look_params`; at 0 no extra random number is drawn."""
+    approximates, see `_look_params`; at 0 no extra random number is drawn. `hard_light` (0..1) is
+    the share of photo frames lit by one hard key light, see `_light_params`; drawn last, and at 0
+    not at all, so data sets rendered before it stay byte for byte."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -136,6 +141,8 @@ def sample_params(
         p["extra_defects"] = [
             {"pin": int(k), "label": lbl, **_defect_params(spec, rng, lbl, away_bends)} for k, lbl in extra_defects
         ]
+    if hard_light > 0 and rng.random() < hard_light and style == "photo":
+        p["light"] = _light_params(rng)
     return p
 
 
@@ -183,6 +190,24 @@ def _look_params(rng: np.random.Generator, vary: float) -> dict[str, Any]:
         "shadow_dir": _u(rng, 0, 360),
         "shadow_len": _u(rng, 0.2, 1.4),  # in pitches
         "flush_dark": bool(rng.random() < 0.6 * vary),  # a pin at <15% height: its end stays dark
+    }
+
+
+def _light_params(rng: np.random.Generator) -> dict[str, Any]:
+    """One hard key light, as a path tracer or a spotlit fixture shows it: the light's direction
+    (azimuth in the housing plane, 0 = to the right, 90 = away from the camera; elevation above
+    the housing top), so each pin's shadow falls across the housing as long as the light is low,
+    bent with the pin when the pin is bent; pins that read as mirrors (tinted by what is around
+    them, with dark reflection bands, plating less saturated); and a background out of focus."""
+    return {
+        "azimuth": _u(rng, 0, 360),
+        "elevation": _u(rng, 35, 70),
+        "shadow": _u(rng, 0.45, 0.85),  # how much light the shadow takes away
+        "shadow_blur": _u(rng, 0.4, 1.5),  # px: the shadow's edge
+        "mirror": _u(rng, 0, 0.55),  # pin body tinted this far towards the housing it reflects
+        "bands": int(rng.integers(0, 3)),  # dark reflection bands along each pin
+        "desaturate": _u(rng, 0, 0.6),
+        "background_blur": _u(rng, 0, 3.0),  # px sigma: depth of field
     }
 
 
@@ -380,13 +405,56 @@ def _blend(img: np.ndarray, layer: np.ndarray, alpha: float) -> None:
 
 def _draw_part(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera) -> None:
     look = {**_PLAIN_LOOK, **p.get("look", {})}
+    light = p.get("light")
+    if light:
+        p = _lit(p, light)
     _draw_housing(img, spec, p, cam, look)
     base, tip = pin_geometry(spec, p)
     _draw_holes(img, spec, p, cam, look, base)
     pins = _Pins(base, tip, np.linalg.norm(tip - base, axis=1), spec.pin_diameter / 2 * look["pin_width"])
-    if p["style"] != "flat" and look["shadow"] > 0:
+    if light:
+        _draw_cast_shadows(img, spec, cam, look, pins, light)
+    elif p["style"] != "flat" and look["shadow"] > 0:
         _draw_pin_shadows(img, spec, p, cam, look, pins)
     _draw_pins(img, spec, p, cam, look, pins)
+
+
+def _lit(p: dict[str, Any], light: dict[str, Any]) -> dict[str, Any]:
+    """The frame's params as the key light shows them: each pin's highlight on the side facing
+    the light, and the plating less saturated (a mirror shows its surroundings, not its colour)."""
+    pc = np.asarray(p["pin_colour"], float)
+    pc = pc + (pc.mean() - pc) * light["desaturate"]
+    side = math.cos(math.radians(light["azimuth"]))
+    return {**p, "pin_colour": [int(v) for v in np.clip(pc, 0, 255)], "light_side": side}
+
+
+def _draw_cast_shadows(
+    img: np.ndarray, spec: PartSpec, cam: Camera, look: dict[str, Any], pins: _Pins, light: dict[str, Any]
+) -> None:
+    """Each pin's hard shadow on the housing top: its cylinder projected along the light onto the
+    top's plane (a bent pin's shadow bends with it), kept to the top, taking `shadow` of the light."""
+    az, el = math.radians(light["azimuth"]), math.radians(light["elevation"])
+    to_light = np.array([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
+    h, w = img.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    axes = (pins.tip - pins.base) / np.maximum(pins.lengths, 1e-9)[:, None]
+    bottom = _circles(pins.base, pins.radius, axes)
+    top = _circles(pins.tip, pins.radius, axes)
+    top = top - (top[..., 2:3] / to_light[2]) * to_light  # along the light down to z = 0
+    bottom = bottom - (bottom[..., 2:3] / to_light[2]) * to_light
+    for k in range(spec.n_pins):
+        if pins.lengths[k] < 1e-3:
+            continue
+        pts = cam.project(np.concatenate([bottom[k], top[k]]))
+        hull = cv2.convexHull(pts.astype(np.float32))[:, 0, :]
+        cv2.fillPoly(mask, [np.round(hull * 16).astype(np.int32)], 255, _AA, shift=4)
+    W, H = _housing_half_size(spec, look)
+    housing = np.zeros_like(mask)
+    top_face = cam.project(np.array([[-W, -H, 0], [W, -H, 0], [W, H, 0], [-W, H, 0]], float))
+    cv2.fillPoly(housing, [np.round(top_face * 16).astype(np.int32)], 255, _AA, shift=4)
+    shade = cv2.GaussianBlur(cv2.min(mask, housing), (0, 0), light["shadow_blur"]).astype(np.float32)
+    gain = 1.0 - light["shadow"] * shade / 255.0
+    img[:] = np.clip(img * gain[..., None], 0, 255).astype(np.uint8)
 
 
 class _Pins(NamedTuple):
@@ -404,6 +472,12 @@ def _outline(p: dict[str, Any]) -> tuple[int, Any]:
     return (max(1, int(round(p["outline"]))) if flat else 1), ((20, 20, 20) if flat else None)
 
 
+def _housing_half_size(spec: PartSpec, look: dict[str, Any]) -> tuple[float, float]:
+    """Half the housing top's width and depth (pitches), margin as drawn."""
+    m = spec.housing_margin * look["margin"]
+    return (spec.cols - 1) / 2 + m, (spec.rows - 1) / 2 + m
+
+
 def _draw_housing(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camera, look: dict[str, Any]) -> None:
     """The housing's front face and top, its sheen and lit edge, and the pin-1 triangle."""
     flat = p["style"] == "flat"
@@ -411,8 +485,7 @@ def _draw_housing(img: np.ndarray, spec: PartSpec, p: dict[str, Any], cam: Camer
     hc = p["housing_colour"]
     dark_housing = sum(hc) / 3 < 110
     m = spec.housing_margin * look["margin"]
-    W = (spec.cols - 1) / 2 + m
-    H = (spec.rows - 1) / 2 + m
+    W, H = _housing_half_size(spec, look)
     depth = p["housing_depth"]
     top = np.array([[-W, -H, 0], [W, -H, 0], [W, H, 0], [-W, H, 0]], float)
     front = np.array([[-W, -H, 0], [W, -H, 0], [W, -H, -depth], [-W, -H, -depth]], float)
@@ -490,6 +563,10 @@ def _draw_pins(
     caps = cam.project(_circles(tip, radius * look["cap"], axes)) if look["cap"] != 1.0 else tcs
     b2s, t2s = cam.project(base), cam.project(tip)
     pc = p["pin_colour"]
+    light = p.get("light")
+    if light:  # a mirror: the body shows the housing around it
+        hc = np.asarray(p["housing_colour"], float)
+        pc = [int(v) for v in np.asarray(pc, float) * (1 - light["mirror"]) + hc * light["mirror"]]
     body, dark = tuple(pc), _scale(pc, look["body_dark"])
     bright, cap, spot = _scale(pc, look["highlight_light"]), _scale(pc, look["cap_light"]), _scale(pc, 1.9)
     ls = p["light_side"]
@@ -514,6 +591,9 @@ def _draw_pins(
         off = nrm * (ls * rad_px * 0.35)
         hl = max(1, core // 3) if look["highlight"] is None else max(1, int(round(core * look["highlight"])))
         cv2.line(img, _ipt(b2 + off * 0.5), _ipt(t2 + off * 0.5), body, core, _AA)
+        for j in range(light["bands"] if light else 0):  # dark reflections, on the side away from the light
+            band = nrm * (-math.copysign(1.0, ls) * rad_px * (0.25 + 0.35 * j))
+            cv2.line(img, _ipt(b2 + band), _ipt(t2 + band), dark, max(1, core // 4), _AA)
         cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, hl, _AA)
         _poly(img, caps[k], cap)
         centre = caps[k].mean(0) + nrm * (ls * rad_px * 0.2)
@@ -571,6 +651,8 @@ def render(spec: PartSpec, p: dict[str, Any]) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = _background(p, rng, h, w)
     _distractors(img, p, rng)
+    if p.get("light") and p["light"]["background_blur"] > 0.3:  # depth of field: the part is in focus
+        img = cv2.GaussianBlur(img, (0, 0), p["light"]["background_blur"])
     cam = Camera(p)
     _draw_part(img, spec, p, cam)
     if p["style"] == "flat":

@@ -78,3 +78,22 @@ def test_generate_once_reuses_the_same_set_and_rerenders_another(tmp_path):
     assert json.loads((out / "dataset.json").read_text())["n"] == 4
     generate_once(SPEC, SynthConfig(n=2, seed=1), out, progress=False)
     assert len(list((out / "images").glob("*.png"))) == 2, "no frame of the earlier set may stay"
+
+
+def test_hard_light_is_recorded_and_sets_cached_before_it_are_still_found(tmp_path):
+    from models.synth.dataset import generate_once
+
+    lit = tmp_path / "lit"
+    generate(SPEC, SynthConfig(n=6, seed=4, styles=(("photo", 1.0),), hard_light=1.0), lit, progress=False)
+    assert json.loads((lit / "dataset.json").read_text())["hard_light"] == 1.0
+    assert all("light" in m["params"] for m in read_meta(lit / "meta.jsonl"))
+    old = tmp_path / "old"
+    generate_once(SPEC, SynthConfig(n=3, seed=1), old, progress=False)
+    held = json.loads((old / "dataset.json").read_text())
+    del held["hard_light"]  # as a set cached before the option was written
+    (old / "dataset.json").write_text(json.dumps(held))
+    stamp = (old / "dataset.json").stat().st_mtime_ns
+    generate_once(SPEC, SynthConfig(n=3, seed=1), old, progress=False)
+    assert (old / "dataset.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SynthError, match="hard-light"):
+        generate(SPEC, SynthConfig(n=3, hard_light=1.5), tmp_path / "bad", progress=False)

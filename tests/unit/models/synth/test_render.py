@@ -105,6 +105,13 @@ def test_varied_look_keeps_the_labels_true(label, seed):
     around its pin (and its shadow, which falls up to shadow_len pitches from the base)."""
     pin = [1, 10, 19, 27][seed - 4]
     p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0)
+    reach = (0.8 + p["look"]["shadow_len"] * (p["look"]["shadow"] > 0)) * 1.45 * p["pitch_px"] + 16
+    _assert_changes_only_near(p, pin, reach)
+
+
+def _assert_changes_only_near(p, pin, reach):
+    """The defect is visible, and no pixel changes (against the OK twin) farther than `reach` px
+    from the pin's base, its tip, or where its straight tip was."""
     twin = without_defect(p)
     diff = np.abs(render(SPEC, p).astype(int) - render(SPEC, twin).astype(int)).max(-1)
     changed = np.argwhere(diff > 3)
@@ -114,5 +121,59 @@ def test_varied_look_keeps_the_labels_true(label, seed):
     _, _, ox, oy = ground_truth(SPEC, twin)["pins"][pin - 1]
     pts = np.array([[bx, by], [tx, ty], [ox, oy]])
     dist = np.min(np.linalg.norm(changed[:, None, ::-1] - pts[None], axis=-1), axis=1)
-    reach = (0.8 + p["look"]["shadow_len"] * (p["look"]["shadow"] > 0)) * 1.45 * truth["pitch_px"] + 16
     assert dist.max() < reach, f"pixels changed {dist.max():.0f} px from pin {pin} (allowed {reach:.0f})"
+
+
+def test_hard_light_zero_draws_as_before_and_only_photo_frames_are_lit():
+    a = sample_params(SPEC, np.random.default_rng(8), "BENDNG", 3, "photo", vary=1.0, extra_defects=[(9, "NUKENG")])
+    assert a == sample_params(
+        SPEC, np.random.default_rng(8), "BENDNG", 3, "photo", vary=1.0, extra_defects=[(9, "NUKENG")], hard_light=0.0
+    )
+    b = sample_params(
+        SPEC, np.random.default_rng(8), "BENDNG", 3, "photo", vary=1.0, extra_defects=[(9, "NUKENG")], hard_light=1.0
+    )
+    assert {k: v for k, v in b.items() if k != "light"} == a  # the light is drawn last: the same scene and defects
+    assert 35 <= b["light"]["elevation"] <= 70 and not np.array_equal(render(SPEC, a), render(SPEC, b))
+    assert "light" not in sample_params(SPEC, np.random.default_rng(8), "OK", 0, "flat", hard_light=1.0)
+
+
+def _lit_from(azimuth):
+    p = sample_params(SPEC, np.random.default_rng(3), "OK", 0, "photo", hard_light=1.0)
+    p.update(housing_colour=[200, 200, 200], tilt_deg=20.0, azimuth_deg=0.0, roll_deg=0.0, illumination=0.0)
+    p.update(vignette=0.0, glare=0.0, noise_sigma=0.0, blur_sigma=0.0, jpeg_quality=0, gamma=1.0, color_cast=[0.0] * 3)
+    p["light"].update(azimuth=azimuth, elevation=45.0, shadow=0.8, shadow_blur=0.5, background_blur=0.0)
+    return p
+
+
+@pytest.mark.parametrize("row", [0, 1, 2])
+def test_a_pin_casts_its_shadow_away_from_the_light(row):
+    """Lit from the right, the housing just left of a row's first pin lies in that pin's shadow;
+    lit from the left, in the light. The same the other way round right of the row's last pin."""
+    from models.synth.render import Camera, pin_geometry
+
+    from_right, from_left = _lit_from(0.0), _lit_from(180.0)
+    base, _ = pin_geometry(SPEC, from_right)
+    cam = Camera(from_right)
+    first, last = row * SPEC.cols, row * SPEC.cols + SPEC.cols - 1
+    left, right = cam.project(base[first] + [-0.5, 0.0, 0.0]), cam.project(base[last] + [0.5, 0.0, 0.0])
+    img_r, img_l = render(SPEC, from_right), render(SPEC, from_left)
+
+    def grey(img, pt):
+        x, y = (int(round(v)) for v in pt)
+        return float(img[y - 1 : y + 2, x - 1 : x + 2].mean())
+
+    assert grey(img_r, left) < 0.5 * grey(img_l, left)
+    assert grey(img_l, right) < 0.5 * grey(img_r, right)
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_hard_light_keeps_the_labels_true(label, seed):
+    """Under a hard light a defect changes pixels only around its pin and along its shadow, which
+    reaches pin height / tan(elevation) across the housing."""
+    import math
+
+    pin = [1, 14, 27][seed - 4]
+    p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0, hard_light=1.0)
+    shadow = SPEC.pin_height / math.tan(math.radians(p["light"]["elevation"]))
+    _assert_changes_only_near(p, pin, (0.8 + shadow) * 1.45 * p["pitch_px"] + 16)
