@@ -69,6 +69,9 @@ class DataConfig:
     hard_light: float = option(
         0.0, "share of photo renders lit by one hard key light (render.py: _light_params)", bounds=(0, 1)
     )
+    pin_shade: float = option(
+        0.0, "share of photo renders with pins dark low, lit near the top (render.py: _shade_params)", bounds=(0, 1)
+    )
     defect_columns: list[int] | None = option(None, "defects only in these pin columns (null: anywhere)")
     val_n: int = option(600, "validation renders")
     val_seed: int = option(9001, "seed of the validation renders")
@@ -218,6 +221,7 @@ def _synth_folder(
     away_bends: float = 0.0,
     vary: float = 0.0,
     hard_light: float = 0.0,
+    pin_shade: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
@@ -227,6 +231,8 @@ def _synth_folder(
         settings.append({"vary": vary})
     if hard_light:
         settings.append({"hard_light": hard_light})
+    if pin_shade:
+        settings.append({"pin_shade": pin_shade})
     key = json.dumps(settings, sort_keys=True)
     folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -240,6 +246,7 @@ def _synth_folder(
         away_bends=away_bends,
         vary=vary,
         hard_light=hard_light,
+        pin_shade=pin_shade,
     )
     return generate_once(part, cfg, folder)
 
@@ -264,6 +271,7 @@ def prepare_data(
             d.away_bends,
             d.vary,
             d.hard_light,
+            d.pin_shade,
         )
     )
     val_dir = (

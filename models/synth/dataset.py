@@ -91,6 +91,10 @@ class SynthConfig:
         0.0, "0..1: this share of photo frames is lit by one hard key light: sharp pin shadows across the housing, "
         "mirror-like pins, background out of focus (render.py: _light_params)", "--hard-light",
     )  # fmt: skip
+    pin_shade: float = option(
+        0.0, "0..1: this share of photo frames has pins dark low down and lit near the top, as a shiny pin that "
+        "mirrors the dark housing (render.py: _shade_params)", "--pin-shade",
+    )  # fmt: skip
 
 
 def parse_columns(text: str) -> tuple[int, ...]:
@@ -176,6 +180,7 @@ def image_params(
         cfg.away_bends,
         cfg.vary,
         cfg.hard_light,
+        cfg.pin_shade,
     )
 
 
@@ -203,11 +208,12 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "away_bends": cfg.away_bends,
         "vary": cfg.vary,
         "hard_light": cfg.hard_light,
+        "pin_shade": cfg.pin_shade,
     }
 
 
 # Settings added after data sets were first cached, with the value that means "as before".
-_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0}
+_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0, "pin_shade": 0.0}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -243,6 +249,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         ("away-bends", cfg.away_bends, 0, 1),
         ("vary", cfg.vary, 0, 1),
         ("hard-light", cfg.hard_light, 0, 1),
+        ("pin-shade", cfg.pin_shade, 0, 1),
         ("widen", cfg.widen, 1, 3),
     ):
         if not lo <= value <= hi:  # also refuses NaN

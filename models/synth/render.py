@@ -11,7 +11,9 @@ one does and a pin bent towards the camera looks shorter (PART.md's floor of con
 Styles: "photo" (shaded metal, textured board, uneven light, blur, noise, JPEG) and "flat"
 (flat colours with outlines, like a drawing). Both share geometry and ground truth. A photo frame
 may also be lit by one hard key light (`hard_light`, see `_light_params`): every pin casts a sharp
-shadow across the housing top, computed from its 3-D axis, and the pins read as mirrors.
+shadow across the housing top, computed from its 3-D axis, and the pins read as mirrors. And its
+pins may be shaded low (`pin_shade`, see `_shade_params`): dark from the housing top up, lit only
+near the top, as a path tracer draws a metal pin that reflects the dark housing around it.
 
 numpy + OpenCV only: the station's simulated camera uses this module, and the station never
 imports torch.
@@ -81,6 +83,7 @@ def sample_params(
     away_bends: float = 0.0,
     vary: float = 0.0,
     hard_light: float = 0.0,
+    pin_shade: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
@@ -90,7 +93,8 @@ def sample_params(
     shows least, see `_defect_params`. `vary` (0..1) randomizes what PART.md leaves open or only
     approximates, see `_look_params`; at 0 no extra random number is drawn. `hard_light` (0..1) is
     the share of photo frames lit by one hard key light, see `_light_params`; drawn last, and at 0
-    not at all, so data sets rendered before it stay byte for byte."""
+    not at all, so data sets rendered before it stay byte for byte. `pin_shade` (0..1), likewise
+    drawn after it, is the share of photo frames whose pins are shaded low, see `_shade_params`."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -143,6 +147,8 @@ def sample_params(
         ]
     if hard_light > 0 and rng.random() < hard_light and style == "photo":
         p["light"] = _light_params(rng)
+    if pin_shade > 0 and rng.random() < pin_shade and style == "photo":
+        p["shade"] = _shade_params(rng)
     return p
 
 
@@ -208,6 +214,19 @@ def _light_params(rng: np.random.Generator) -> dict[str, Any]:
         "bands": int(rng.integers(0, 3)),  # dark reflection bands along each pin
         "desaturate": _u(rng, 0, 0.6),
         "background_blur": _u(rng, 0, 3.0),  # px sigma: depth of field
+    }
+
+
+def _shade_params(rng: np.random.Generator) -> dict[str, Any]:
+    """Pins dark low down and lit near the top. A shiny cylinder's side mirrors what is level with
+    it, the dark housing and the holes, while its end faces the lights: in the Blender renderer's
+    good frames the lower half of a pin's axis is a third as bright as its top (median over
+    frames), in the plain drawing as bright. Heights are in the part's units above the housing
+    top, so a pushed-back pin's stub is dark to its end, as it is in its hole."""
+    return {
+        "up_to": _u(rng, 0.25, 0.75),  # share of a straight pin's height that is dark
+        "level": _u(rng, 0.1, 0.65),  # brightness there, as a share of the lit body
+        "soft": _u(rng, 0.05, 0.3),  # share of the height the change from dark to lit takes
     }
 
 
@@ -563,7 +582,7 @@ def _draw_pins(
     caps = cam.project(_circles(tip, radius * look["cap"], axes)) if look["cap"] != 1.0 else tcs
     b2s, t2s = cam.project(base), cam.project(tip)
     pc = p["pin_colour"]
-    light = p.get("light")
+    light, shade = p.get("light"), p.get("shade")
     if light:  # a mirror: the body shows the housing around it
         hc = np.asarray(p["housing_colour"], float)
         pc = [int(v) for v in np.asarray(pc, float) * (1 - light["mirror"]) + hc * light["mirror"]]
@@ -595,9 +614,36 @@ def _draw_pins(
             band = nrm * (-math.copysign(1.0, ls) * rad_px * (0.25 + 0.35 * j))
             cv2.line(img, _ipt(b2 + band), _ipt(t2 + band), dark, max(1, core // 4), _AA)
         cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, hl, _AA)
+        if shade:
+            _shade_low(img, base[k], axes[k], lengths[k], spec.pin_height, cam, shade, body, core + 1)
         _poly(img, caps[k], cap)
         centre = caps[k].mean(0) + nrm * (ls * rad_px * 0.2)
         cv2.circle(img, _ipt(centre), max(1, int(rad_px * 0.45 * look["cap"])), spot, -1, _AA)
+
+
+def _shade_low(
+    img: np.ndarray,
+    base: np.ndarray,
+    axis: np.ndarray,
+    length: float,
+    height: float,
+    cam: Camera,
+    shade: dict[str, Any],
+    body: tuple[int, ...],
+    width: int,
+) -> None:
+    """Paint one pin's body dark from the housing top up to `up_to` of a straight pin's height,
+    then back to the lit body over `soft` of it, in four steps; never past the pin's own end."""
+    dark_to, soft = shade["up_to"] * height, shade["soft"] * height
+    steps = [(0.0, dark_to, shade["level"])] + [
+        (dark_to + soft * i / 4, dark_to + soft * (i + 1) / 4, shade["level"] + (1 - shade["level"]) * (i + 0.5) / 4)
+        for i in range(4)
+    ]
+    for lo, hi, level in steps:
+        lo, hi = min(lo, length), min(hi, length)
+        if hi - lo > 1e-3:
+            a, b = cam.project(np.stack([base + axis * lo, base + axis * hi]))
+            cv2.line(img, _ipt(a), _ipt(b), _scale(body, level), width, _AA)
 
 
 def _ipt(x: np.ndarray) -> tuple[int, int]:

@@ -177,3 +177,22 @@ def test_hard_light_keeps_the_labels_true(label, seed):
     p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0, hard_light=1.0)
     shadow = SPEC.pin_height / math.tan(math.radians(p["light"]["elevation"]))
     _assert_changes_only_near(p, pin, (0.8 + shadow) * 1.45 * p["pitch_px"] + 16)
+
+
+def test_pin_shade_zero_draws_as_before_and_shades_only_photo_frames():
+    a = sample_params(SPEC, np.random.default_rng(9), "NUKENG", 20, "photo", vary=1.0, hard_light=0.5)
+    assert a == sample_params(
+        SPEC, np.random.default_rng(9), "NUKENG", 20, "photo", vary=1.0, hard_light=0.5, pin_shade=0.0
+    )
+    b = sample_params(SPEC, np.random.default_rng(9), "NUKENG", 20, "photo", vary=1.0, hard_light=0.5, pin_shade=1.0)
+    assert {k: v for k, v in b.items() if k != "shade"} == a  # drawn last: the same scene, light and defect
+    assert 0.1 <= b["shade"]["level"] <= 0.65 and not np.array_equal(render(SPEC, a), render(SPEC, b))
+    assert "shade" not in sample_params(SPEC, np.random.default_rng(9), "OK", 0, "flat", pin_shade=1.0)
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_shaded_pins_keep_the_labels_true(label, seed):
+    pin = [2, 15, 26][seed - 4]
+    p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0, pin_shade=1.0)
+    _assert_changes_only_near(p, pin, 0.8 * 1.45 * p["pitch_px"] + 16)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from models.part import load_part
+from models.synth.dataset import SynthConfig, generate
+from models.synth.render import ground_truth, render, sample_params
+from training import shading
+
+SPEC = load_part("default")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shaded_pins_measure_darker_low_down_than_the_same_pins_lit_evenly(seed):
+    plain = sample_params(SPEC, np.random.default_rng(seed), "OK", 0, "photo", vary=1.0)
+    shaded = {**plain, "shade": {"up_to": 0.6, "level": 0.3, "soft": 0.1}}
+    pins = ground_truth(SPEC, plain)["pins"]
+    evenly, low = shading.low_to_top(render(SPEC, plain), pins), shading.low_to_top(render(SPEC, shaded), pins)
+    assert evenly > 0.7, "the plain drawing lights a pin evenly"
+    assert low < evenly - 0.25, f"shaded {low:.2f} vs plain {evenly:.2f}"
+
+
+def test_the_command_tells_a_shaded_set_from_a_plain_one(tmp_path, capsys):
+    for name, share in (("plain", 0.0), ("shaded", 1.0)):
+        cfg = SynthConfig(n=5, seed=3, classes=("OK",), styles=(("photo", 1.0),), pin_shade=share)
+        generate(SPEC, cfg, tmp_path / name, progress=False)
+    assert shading.main([str(tmp_path / "plain"), str(tmp_path / "shaded"), "--n", "5"]) == 0
+    rows = [
+        line.split("|")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| plain") or line.startswith("| shaded")
+    ]
+    medians = {r[1].strip(): float(r[5]) for r in rows}  # | folder | frames | p5 | p25 | p50 |
+    assert [r[2].strip() for r in rows] == ["5", "5"]
+    assert medians["shaded"] < medians["plain"] - 0.2
+
+
+def test_a_folder_without_pin_positions_is_one_line(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels.csv").write_text("file,label,pin\n")
+    assert shading.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path) in err and "meta.jsonl" in err

@@ -1,0 +1,97 @@
+"""python -m training.shading: how bright a good pin is low down against near its top.
+
+A renderer gap the eye misses but a model does not: along a straight pin's axis, the Blender
+renderer draws the lower half about a third as bright as the top (the metal mirrors the dark
+housing; the end faces the lights), while the plain procedural drawing lights it evenly. A
+model trained on even pins then reads a path-traced good pin, bright only near its top, as one
+pushed back. This command measures it on labelled folders with the generator's meta.jsonl
+(pin positions), so a renderer setting can be checked against another renderer before training:
+
+  python -m training.shading data/blender-select-*/ data/procedural-select-*/ --n 100
+
+For each folder it prints, over its first N good frames, percentiles of each frame's median
+(over its pins) ratio of the mean brightness at 10-45% of the pin's length to that at 75-100%.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from models.cli import command_parser
+from models.synth.dataset import read_meta
+
+PERCENTILES = (5, 25, 50, 75, 95)
+_T = np.linspace(0.0, 1.05, 22)  # along the axis, base (0) to tip (1), a little past the end
+_LOW, _TOP = slice(2, 10), slice(16, 21)  # 10-45% and 75-100% of the length
+
+
+class ShadingError(Exception):
+    """A folder that cannot be measured: the message names it and what is wrong."""
+
+
+def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
+    """The frame's median, over its pins, of mean brightness low on the pin over near its top.
+    `pins` holds each pin's base and tip in pixels (bx, by, tx, ty), as meta.jsonl does."""
+    grey = image.astype(np.float32).mean(-1)
+    ratios = []
+    for bx, by, tx, ty in pins:
+        xs = (bx + (tx - bx) * _T).astype(np.float32)[None]
+        ys = (by + (ty - by) * _T).astype(np.float32)[None]
+        v = cv2.remap(grey, xs, ys, cv2.INTER_LINEAR)[0]
+        ratios.append(float(v[_LOW].mean() / (v[_TOP].mean() + 1e-3)))
+    return float(np.median(ratios))
+
+
+def measure(folder: Path, n: int = 100) -> dict[str, Any]:
+    """Percentiles of `low_to_top` over the first `n` OK frames of a generated folder."""
+    folder = Path(folder)
+    meta_path = folder / "meta.jsonl"
+    if not meta_path.exists():
+        raise ShadingError(f"{folder}: no meta.jsonl (pin positions); only generated folders can be measured")
+    values = []
+    for rec in read_meta(meta_path):
+        if rec["label"] != "OK":
+            continue
+        image = cv2.imread(str(folder / "images" / rec["file"]), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ShadingError(f"{folder}/images/{rec['file']}: missing or not an image")
+        values.append(low_to_top(image, rec["pins"]))
+        if len(values) >= n:
+            break
+    if not values:
+        raise ShadingError(f"{folder}: no OK frame to measure")
+    return {
+        "folder": str(folder),
+        "frames": len(values),
+        "percentiles": dict(zip(PERCENTILES, np.percentile(values, PERCENTILES).tolist(), strict=True)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = command_parser("python -m training.shading", __doc__)
+    ap.add_argument("folders", nargs="+", type=Path, help="generated folders (images/, labels.csv, meta.jsonl)")
+    ap.add_argument("--n", type=int, default=100, help="good frames to measure in each folder (default 100)")
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        print(f"error: --n must be at least 1, got {args.n}", file=sys.stderr)
+        return 2
+    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " |")
+    print("|---|---|" + "---|" * len(PERCENTILES))
+    for folder in args.folders:
+        try:
+            row = measure(folder, args.n)
+        except (ShadingError, OSError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        cells = " | ".join(f"{v:.2f}" for v in row["percentiles"].values())
+        print(f"| {Path(folder).name} | {row['frames']} | {cells} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
