@@ -224,8 +224,8 @@ def _shade_params(rng: np.random.Generator) -> dict[str, Any]:
     frames), in the plain drawing as bright. Heights are in the part's units above the housing
     top, so a pushed-back pin's stub is dark to its end, as it is in its hole."""
     return {
-        "up_to": _u(rng, 0.25, 0.75),  # share of a straight pin's height that is dark
-        "level": _u(rng, 0.1, 0.65),  # brightness there, as a share of the lit body
+        "up_to": _u(rng, 0.4, 0.8),  # share of a straight pin's height that is dark
+        "level": _u(rng, 0.1, 0.55),  # brightness there, as a share of the lit body
         "soft": _u(rng, 0.05, 0.3),  # share of the height the change from dark to lit takes
     }
 
