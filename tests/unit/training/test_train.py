@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from models.part import CLASSES, load_part
 from models.pinvit import build
 from models.preprocess import InputSpec
-from models.synth.dataset import SynthConfig, generate
+from models.synth.dataset import SynthConfig, generate, read_meta
 from training.data import dense_targets, load_folder
 from training.train import (
     NonFiniteLoss,
@@ -281,3 +283,19 @@ def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
     assert train_mod.main(["--set", "model_overrides.instance_norm_stages=5"]) == 2  # not silently "all of them"
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "instance_norm_stages: 5 is outside [0, 3]" in err
+
+
+def test_render_looks_set_for_training_reach_the_renders_and_old_sets_keep_their_folders(tmp_path, monkeypatch):
+    """--set data.pin_shade / data.hard_light render a set of their own with those looks; at 0
+    the folder is the one a run before the options used (its name hashes only the old settings)."""
+    from training import train as train_mod
+
+    monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
+    plain = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, 1, 0.0, 0.0)
+    assert train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1) == plain
+    shaded = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, 1, 0.0, 0.0, 1.0, 1.0)
+    assert shaded != plain
+    held = json.loads((shaded / "dataset.json").read_text())
+    assert held["pin_shade"] == 1.0 and held["hard_light"] == 1.0
+    assert all("shade" in m["params"] and "light" in m["params"] for m in read_meta(shaded / "meta.jsonl"))
+    assert not any("shade" in m["params"] for m in read_meta(plain / "meta.jsonl"))
