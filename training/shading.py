@@ -10,7 +10,9 @@ pushed back. This command measures it on labelled folders with the generator's m
   python -m training.shading data/blender-select-*/ data/procedural-select-*/ --n 100
 
 For each folder it prints, over its first N good frames, percentiles of each frame's median
-(over its pins) ratio of the mean brightness at 10-45% of the pin's length to that at 75-100%.
+(over its pins) ratio of the mean brightness at 10-45% of the pin's length to that at 75-100%,
+then the median of that ratio over every pin of each row, back row first (a renderer may shade
+the rows differently: the front row mirrors the open space in front of the part).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import cv2
 import numpy as np
 
 from models.cli import command_parser
+from models.part import PartSpecError, load_part
 from models.synth.dataset import read_meta
 
 PERCENTILES = (5, 25, 50, 75, 95)
@@ -34,9 +37,9 @@ class ShadingError(Exception):
     """A folder that cannot be measured: the message names it and what is wrong."""
 
 
-def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
-    """The frame's median, over its pins, of mean brightness low on the pin over near its top.
-    `pins` holds each pin's base and tip in pixels (bx, by, tx, ty), as meta.jsonl does."""
+def pin_ratios(image: np.ndarray, pins: list[list[float]]) -> list[float]:
+    """Each pin's mean brightness low on the pin over that near its top. `pins` holds each pin's
+    base and tip in pixels (bx, by, tx, ty), as meta.jsonl does."""
     grey = image.astype(np.float32).mean(-1)
     ratios = []
     for bx, by, tx, ty in pins:
@@ -44,23 +47,33 @@ def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
         ys = (by + (ty - by) * _T).astype(np.float32)[None]
         v = cv2.remap(grey, xs, ys, cv2.INTER_LINEAR)[0]
         ratios.append(float(v[_LOW].mean() / (v[_TOP].mean() + 1e-3)))
-    return float(np.median(ratios))
+    return ratios
 
 
-def measure(folder: Path, n: int = 100) -> dict[str, Any]:
-    """Percentiles of `low_to_top` over the first `n` OK frames of a generated folder."""
+def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
+    """The frame's median, over its pins, of `pin_ratios`."""
+    return float(np.median(pin_ratios(image, pins)))
+
+
+def measure(folder: Path, n: int = 100, cols: int = 9) -> dict[str, Any]:
+    """Percentiles of `low_to_top` over the first `n` OK frames of a generated folder, and the
+    median of `pin_ratios` over each row's pins (`cols` pins a row, numbered row-major)."""
     folder = Path(folder)
     meta_path = folder / "meta.jsonl"
     if not meta_path.exists():
         raise ShadingError(f"{folder}: no meta.jsonl (pin positions); only generated folders can be measured")
-    values = []
+    values: list[float] = []
+    by_row: dict[int, list[float]] = {}
     for rec in read_meta(meta_path):
         if rec["label"] != "OK":
             continue
         image = cv2.imread(str(folder / "images" / rec["file"]), cv2.IMREAD_COLOR)
         if image is None:
             raise ShadingError(f"{folder}/images/{rec['file']}: missing or not an image")
-        values.append(low_to_top(image, rec["pins"]))
+        ratios = pin_ratios(image, rec["pins"])
+        values.append(float(np.median(ratios)))
+        for k, r in enumerate(ratios):
+            by_row.setdefault(k // cols, []).append(r)
         if len(values) >= n:
             break
     if not values:
@@ -69,6 +82,7 @@ def measure(folder: Path, n: int = 100) -> dict[str, Any]:
         "folder": str(folder),
         "frames": len(values),
         "percentiles": dict(zip(PERCENTILES, np.percentile(values, PERCENTILES).tolist(), strict=True)),
+        "row_medians": [float(np.median(by_row[r])) for r in sorted(by_row)],
     }
 
 
@@ -76,20 +90,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.shading", __doc__)
     ap.add_argument("folders", nargs="+", type=Path, help="generated folders (images/, labels.csv, meta.jsonl)")
     ap.add_argument("--n", type=int, default=100, help="good frames to measure in each folder (default 100)")
+    ap.add_argument("--part", default="default", help="the part the folders show (its pins per row)")
     args = ap.parse_args(argv)
     if args.n < 1:
         print(f"error: --n must be at least 1, got {args.n}", file=sys.stderr)
         return 2
-    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " |")
-    print("|---|---|" + "---|" * len(PERCENTILES))
+    try:
+        cols = load_part(args.part).cols
+    except PartSpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " | by row, back to front |")
+    print("|---|---|" + "---|" * len(PERCENTILES) + "---|")
     for folder in args.folders:
         try:
-            row = measure(folder, args.n)
+            row = measure(folder, args.n, cols)
         except (ShadingError, OSError, ValueError, KeyError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         cells = " | ".join(f"{v:.2f}" for v in row["percentiles"].values())
-        print(f"| {Path(folder).name} | {row['frames']} | {cells} |")
+        rows = " / ".join(f"{v:.2f}" for v in row["row_medians"])
+        print(f"| {Path(folder).name} | {row['frames']} | {cells} | {rows} |")
     return 0
 
 

@@ -40,3 +40,23 @@ def test_a_folder_without_pin_positions_is_one_line(tmp_path, capsys):
     assert shading.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path) in err and "meta.jsonl" in err
+
+
+def test_rows_are_measured_apart_back_row_first(tmp_path):
+    """A set whose front-row pins alone are dark low down: only the last row's median drops."""
+    import json
+
+    import cv2
+
+    generate(SPEC, SynthConfig(n=3, seed=4, classes=("OK",), styles=(("photo", 1.0),)), tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "meta.jsonl").read_text().splitlines()]
+    for rec in records:  # paint the front row's lower halves black in the saved frames
+        path = str(tmp_path / "images" / rec["file"])
+        img = cv2.imread(path)
+        for bx, by, tx, ty in rec["pins"][2 * SPEC.cols :]:
+            a = (int(bx + 0.1 * (tx - bx)), int(by + 0.1 * (ty - by)))
+            b = (int(bx + 0.5 * (tx - bx)), int(by + 0.5 * (ty - by)))
+            cv2.line(img, a, b, (0, 0, 0), 3)
+        cv2.imwrite(path, img)
+    back, middle, front = shading.measure(tmp_path, n=3, cols=SPEC.cols)["row_medians"]
+    assert min(back, middle) > 0.7 and front < 0.3
