@@ -100,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except PartSpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " | by row, back to front |")
-    print("|---|---|" + "---|" * len(PERCENTILES) + "---|")
-    for folder in args.folders:
+    lines = []
+    for folder in args.folders:  # every folder measured before the table, so an error is the only line
         try:
             row = measure(folder, args.n, cols)
         except (ShadingError, OSError, ValueError, KeyError) as e:
@@ -110,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cells = " | ".join(f"{v:.2f}" for v in row["percentiles"].values())
         rows = " / ".join(f"{v:.2f}" for v in row["row_medians"])
-        print(f"| {Path(folder).name} | {row['frames']} | {cells} | {rows} |")
+        lines.append(f"| {Path(folder).name} | {row['frames']} | {cells} | {rows} |")
+    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " | by row, back to front |")
+    print("|---|---|" + "---|" * len(PERCENTILES) + "---|")
+    print("\n".join(lines))
     return 0
 
 

@@ -38,8 +38,10 @@ def test_a_folder_without_pin_positions_is_one_line(tmp_path, capsys):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels.csv").write_text("file,label,pin\n")
     assert shading.main([str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert err.count("\n") == 0 and str(tmp_path) in err and "meta.jsonl" in err
+    assert captured.out == "", "no half table before the error"
 
 
 def test_rows_are_measured_apart_back_row_first(tmp_path):
