@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             f"model={base_spec['model_name']}",
             f"model_overrides={json.dumps(tc.get('model_overrides', {}))}",
             f"input={json.dumps(tc.get('input', {}))}",
-            f"data.mix_folder={out / 'split' / 'train'}",  # where split() puts the frames to train on
+            f"data.mix_folder={out / 'split' / 'train'}",  # checked now; set to what split() makes below
             f"data.n={args.renders}",
             f"epochs={args.epochs}",
             f"data.mix_repeat={args.repeat}",
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config("continue", None, sets)  # a bad --set or --repeat fails here, before any work
         print(f"[1/6] splitting {args.folder} ({args.holdout:.0%} of each class held back)")
         train_dir, hold_dir = split(args.folder, out / "split", args.holdout, args.seed)
+        cfg.data.mix_folder = str(train_dir)
         print("[2/6] scoring the base model")
         acc_set = datasets.materialize(datasets.get("test-allstyles"), part, n=args.acceptance_n)
         before = {
