@@ -267,11 +267,11 @@ def prepare_data(
             d.widen,
             d.defect_columns,
             cfg.workers,
-            d.max_defects,
-            d.away_bends,
-            d.vary,
-            d.hard_light,
-            d.pin_shade,
+            max_defects=d.max_defects,
+            away_bends=d.away_bends,
+            vary=d.vary,
+            hard_light=d.hard_light,
+            pin_shade=d.pin_shade,
         )
     )
     val_dir = (

@@ -291,9 +291,9 @@ def test_render_looks_set_for_training_reach_the_renders_and_old_sets_keep_their
     from training import train as train_mod
 
     monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
-    plain = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, 1, 0.0, 0.0)
+    plain = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, hard_light=0.0, pin_shade=0.0)
     assert train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1) == plain
-    shaded = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, 1, 0.0, 0.0, 1.0, 1.0)
+    shaded = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, hard_light=1.0, pin_shade=1.0)
     assert shaded != plain
     held = json.loads((shaded / "dataset.json").read_text())
     assert held["pin_shade"] == 1.0 and held["hard_light"] == 1.0
