@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="default: the fastest model that agrees with FP32 on this machine (measured once, then cached)",
     )
-    ap.add_argument("--precision", choices=[p.value for p in Precision], default=None)
+    ap.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default=None,
+        help="default: as --backend chooses; int8 or fp32 forces one",
+    )
     ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")
     ap.add_argument("--part", default="default", help="the part these frames show; a bundle for another is refused")
     ap.add_argument("--batch", type=int, default=8, help="frames per inference call")

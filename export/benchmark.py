@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ISA",
         help=f"cap OpenVINO's instruction set, e.g. AVX2 ({', '.join(ISA_LIMITS)}); sets {ISA_LIMIT_ENV}",
     )
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     args = ap.parse_args(argv)
     if args.max_isa:
         if "openvino" in sys.modules and os.environ.get(ISA_LIMIT_ENV, "").upper() != args.max_isa:

@@ -73,8 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.ablation", __doc__)
     ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated rows to run")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every row's epochs by this")
-    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    ap.add_argument("--table", type=Path, default=Path("docs/ablation.md"))
+    ap.add_argument(
+        "--out", type=Path, default=Path("runs/ablation"), help="run folders go here (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--table",
+        type=Path,
+        default=Path("docs/ablation.md"),
+        help="markdown file the table is written into (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
     wanted = [r for r in ROWS if r[0] in args.rows.split(",")]
     if not wanted:

@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.crossrender", __doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sc = sub.add_parser("score", help="score a checkpoint on each renderer's test set")
-    sc.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))
+    sc.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("models/default/model.safetensors"),
+        help="model weights to score (default: the shipped model, models/default/model.safetensors)",
+    )
     tr = sub.add_parser("train", help="train on one renderer (or a mix), then score on each")
     tr.add_argument("--on", choices=TRAIN_ON, required=True, help="frames to train on")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
@@ -103,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--n", type=int, default=None, help="score on the first N frames of each set's seed (quick look)"
         )
-        p.add_argument("--part", default="default")
+        p.add_argument("--part", default="default", help="part spec the sets are rendered from (default: default)")
         p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
-        p.add_argument("--quiet", action="store_true")
+        p.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:

@@ -157,13 +157,18 @@ def print_report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.evaluate", __doc__)
-    ap.add_argument("--checkpoint", type=Path, default=Path("models/default/model.safetensors"))
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("models/default/model.safetensors"),
+        help="model weights (default: %(default)s)",
+    )
     ap.add_argument("--images", type=Path, required=True, help="folder of 640x480 frames (or a folder with images/)")
     ap.add_argument("--labels", type=Path, default=None, help="labels.csv (default: DIR/labels.csv when present)")
     ap.add_argument("--out", type=Path, default=Path("preds.csv"), help="predictions CSV to write")
     ap.add_argument("--heatmaps", type=Path, default=None, help="write an overlay image per frame here")
     ap.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         if args.json:

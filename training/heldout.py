@@ -24,7 +24,9 @@ from training.train import resolve_config, train
 def main(argv: list[str] | None = None) -> int:
     ap = command_parser("python -m training.heldout", __doc__)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting override")
-    ap.add_argument("--data", type=Path, default=Path("data"))
+    ap.add_argument(
+        "--data", type=Path, default=Path("data"), help="folder for the rendered data sets (default: %(default)s)"
+    )
     args = ap.parse_args(argv)
     try:
         cfg = resolve_config("heldout-columns", None, args.set)

@@ -23,13 +23,13 @@ from edge_app.ui.window import StationWindow
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge_app.ui.screenshot", description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=Path, help="PNG file to write")
     ap.add_argument("--model", default="", help="bundle folder (default: the shipped model)")
     ap.add_argument("--heatmap", action="store_true", help="with the heatmap overlay on")
     ap.add_argument("--size", default="1280x800", help="window size, WxH")
     ap.add_argument("--after", type=int, default=40, help="verdicts to let pass first (counters fill up)")
     ap.add_argument("--timeout", type=float, default=120, help="give up after this many seconds")
-    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=3, help="seed of the simulated line (default: %(default)s)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
 

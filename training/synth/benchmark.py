@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.synth.benchmark", description=__doc__.split("\n")[0])
     ap.add_argument("--part", default="default", help="part name or JSON path")
     ap.add_argument("--n", type=int, default=600, help="images per measurement")
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="render processes (default: %(default)s)"
+    )
     args = ap.parse_args(argv)
     try:
         spec = load_part(args.part)
