@@ -72,6 +72,10 @@ class DataConfig:
     pin_shade: float = option(
         0.0, "share of photo renders with pins dark low, lit near the top (render.py: _shade_params)", bounds=(0, 1)
     )
+    shade_rows: float = option(
+        0.0, "share of the shaded renders whose pin rows each get their own darkness (render.py: _row_levels)",
+        bounds=(0, 1),
+    )  # fmt: skip
     defect_columns: list[int] | None = option(None, "defects only in these pin columns (null: anywhere)")
     val_n: int = option(600, "validation renders")
     val_seed: int = option(9001, "seed of the validation renders")
@@ -222,6 +226,7 @@ def _synth_folder(
     vary: float = 0.0,
     hard_light: float = 0.0,
     pin_shade: float = 0.0,
+    shade_rows: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
@@ -233,6 +238,8 @@ def _synth_folder(
         settings.append({"hard_light": hard_light})
     if pin_shade:
         settings.append({"pin_shade": pin_shade})
+    if shade_rows:
+        settings.append({"shade_rows": shade_rows})
     key = json.dumps(settings, sort_keys=True)
     folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -247,6 +254,7 @@ def _synth_folder(
         vary=vary,
         hard_light=hard_light,
         pin_shade=pin_shade,
+        shade_rows=shade_rows,
     )
     return generate_once(part, cfg, folder)
 
@@ -272,6 +280,7 @@ def prepare_data(
             vary=d.vary,
             hard_light=d.hard_light,
             pin_shade=d.pin_shade,
+            shade_rows=d.shade_rows,
         )
     )
     val_dir = (

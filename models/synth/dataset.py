@@ -95,6 +95,10 @@ class SynthConfig:
         0.0, "0..1: this share of photo frames has pins dark low down and lit near the top, as a shiny pin that "
         "mirrors the dark housing (render.py: _shade_params)", "--pin-shade",
     )  # fmt: skip
+    shade_rows: float = option(
+        0.0, "0..1: this share of the shaded frames gives each row of pins its own darkness, as each row mirrors "
+        "its own surroundings (render.py: _row_levels)", "--shade-rows",
+    )  # fmt: skip
 
 
 def parse_columns(text: str) -> tuple[int, ...]:
@@ -181,6 +185,7 @@ def image_params(
         cfg.vary,
         cfg.hard_light,
         cfg.pin_shade,
+        cfg.shade_rows,
     )
 
 
@@ -209,11 +214,12 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "vary": cfg.vary,
         "hard_light": cfg.hard_light,
         "pin_shade": cfg.pin_shade,
+        "shade_rows": cfg.shade_rows,
     }
 
 
 # Settings added after data sets were first cached, with the value that means "as before".
-_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0, "pin_shade": 0.0}
+_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0, "pin_shade": 0.0, "shade_rows": 0.0}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -250,6 +256,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         ("vary", cfg.vary, 0, 1),
         ("hard-light", cfg.hard_light, 0, 1),
         ("pin-shade", cfg.pin_shade, 0, 1),
+        ("shade-rows", cfg.shade_rows, 0, 1),
         ("widen", cfg.widen, 1, 3),
     ):
         if not lo <= value <= hi:  # also refuses NaN

@@ -84,6 +84,7 @@ def sample_params(
     vary: float = 0.0,
     hard_light: float = 0.0,
     pin_shade: float = 0.0,
+    shade_rows: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
@@ -94,7 +95,8 @@ def sample_params(
     approximates, see `_look_params`; at 0 no extra random number is drawn. `hard_light` (0..1) is
     the share of photo frames lit by one hard key light, see `_light_params`; drawn last, and at 0
     not at all, so data sets rendered before it stay byte for byte. `pin_shade` (0..1), likewise
-    drawn after it, is the share of photo frames whose pins are shaded low, see `_shade_params`."""
+    drawn after it, is the share of photo frames whose pins are shaded low, see `_shade_params`; `shade_rows`
+    (0..1), drawn after it, the share of those whose rows each get their own darkness."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -149,6 +151,8 @@ def sample_params(
         p["light"] = _light_params(rng)
     if pin_shade > 0 and rng.random() < pin_shade and style == "photo":
         p["shade"] = _shade_params(rng)
+    if shade_rows > 0 and "shade" in p and rng.random() < shade_rows:
+        p["shade"]["row_levels"] = _row_levels(rng, spec.rows)
     return p
 
 
@@ -228,6 +232,15 @@ def _shade_params(rng: np.random.Generator) -> dict[str, Any]:
         "level": _u(rng, 0.1, 0.55),  # brightness there, as a share of the lit body
         "soft": _u(rng, 0.05, 0.3),  # share of the height the change from dark to lit takes
     }
+
+
+def _row_levels(rng: np.random.Generator, rows: int) -> list[float]:
+    """One darkness a row, each on its own. A pin's side mirrors what is level with it: the rows
+    behind see the pins before them, the front row the open space in front of the part (in the
+    Blender renderer's good frames the front row measures 0.50 low over top, the rows behind it
+    0.30). Drawn wider than the one-level range, up to nearly unshaded, so that no row's shade is
+    a cue for a defect."""
+    return [_u(rng, 0.1, 0.9) for _ in range(rows)]
 
 
 def without_defect(params: dict[str, Any]) -> dict[str, Any]:
@@ -615,7 +628,8 @@ def _draw_pins(
             cv2.line(img, _ipt(b2 + band), _ipt(t2 + band), dark, max(1, core // 4), _AA)
         cv2.line(img, _ipt(b2 + off), _ipt(t2 + off), bright, hl, _AA)
         if shade:
-            _shade_low(img, base[k], axes[k], lengths[k], spec.pin_height, cam, shade, body, core + 1)
+            level = shade["row_levels"][k // spec.cols] if "row_levels" in shade else shade["level"]
+            _shade_low(img, base[k], axes[k], lengths[k], spec.pin_height, cam, shade, level, body, core + 1)
         _poly(img, caps[k], cap)
         centre = caps[k].mean(0) + nrm * (ls * rad_px * 0.2)
         cv2.circle(img, _ipt(centre), max(1, int(rad_px * 0.45 * look["cap"])), spot, -1, _AA)
@@ -629,15 +643,16 @@ def _shade_low(
     height: float,
     cam: Camera,
     shade: dict[str, Any],
+    level: float,
     body: tuple[int, ...],
     width: int,
 ) -> None:
-    """Paint one pin's body dark from the housing top up to `up_to` of a straight pin's height,
-    then back to the lit body over `soft` of it, in four steps; never past the pin's own end."""
+    """Paint one pin's body dark (`level` of the lit body) from the housing top up to `up_to` of a
+    straight pin's height, then back to the lit body over `soft` of it, in four steps; never past
+    the pin's own end."""
     dark_to, soft = shade["up_to"] * height, shade["soft"] * height
-    steps = [(0.0, dark_to, shade["level"])] + [
-        (dark_to + soft * i / 4, dark_to + soft * (i + 1) / 4, shade["level"] + (1 - shade["level"]) * (i + 0.5) / 4)
-        for i in range(4)
+    steps = [(0.0, dark_to, level)] + [
+        (dark_to + soft * i / 4, dark_to + soft * (i + 1) / 4, level + (1 - level) * (i + 0.5) / 4) for i in range(4)
     ]
     for lo, hi, level in steps:
         lo, hi = min(lo, length), min(hi, length)

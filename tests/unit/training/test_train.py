@@ -299,3 +299,17 @@ def test_render_looks_set_for_training_reach_the_renders_and_old_sets_keep_their
     assert held["pin_shade"] == 1.0 and held["hard_light"] == 1.0
     assert all("shade" in m["params"] and "light" in m["params"] for m in read_meta(shaded / "meta.jsonl"))
     assert not any("shade" in m["params"] for m in read_meta(plain / "meta.jsonl"))
+
+
+def test_shade_rows_set_for_training_renders_rows_apart_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    from training import train as train_mod
+
+    monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
+    cfg = train_mod.resolve_config(None, None, ["data.pin_shade=1", "data.shade_rows=1"])
+    assert (cfg.data.pin_shade, cfg.data.shade_rows) == (1.0, 1.0)
+    shaded = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, pin_shade=1.0)
+    rows = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, pin_shade=1.0, shade_rows=1.0)
+    assert rows != shaded
+    assert json.loads((rows / "dataset.json").read_text())["shade_rows"] == 1.0
+    assert all(len(m["params"]["shade"]["row_levels"]) == SPEC.rows for m in read_meta(rows / "meta.jsonl"))
+    assert not any("row_levels" in m["params"]["shade"] for m in read_meta(shaded / "meta.jsonl"))

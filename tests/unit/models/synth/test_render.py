@@ -196,3 +196,33 @@ def test_shaded_pins_keep_the_labels_true(label, seed):
     pin = [2, 15, 26][seed - 4]
     p = sample_params(SPEC, np.random.default_rng(seed), label, pin, "photo", vary=1.0, pin_shade=1.0)
     _assert_changes_only_near(p, pin, 0.8 * 1.45 * p["pitch_px"] + 16)
+
+
+def test_shade_rows_zero_draws_as_before_and_only_on_shaded_frames():
+    kw = dict(vary=1.0, pin_shade=1.0)
+    a = sample_params(SPEC, np.random.default_rng(11), "BENDNG", 5, "photo", **kw)
+    assert a == sample_params(SPEC, np.random.default_rng(11), "BENDNG", 5, "photo", shade_rows=0.0, **kw)
+    b = sample_params(SPEC, np.random.default_rng(11), "BENDNG", 5, "photo", shade_rows=1.0, **kw)
+    levels = b["shade"].pop("row_levels")  # drawn last: the same scene, defect and shade otherwise
+    assert b == a and len(levels) == SPEC.rows and all(0.1 <= v <= 0.9 for v in levels)
+    unshaded = sample_params(SPEC, np.random.default_rng(11), "OK", 0, "flat", pin_shade=1.0, shade_rows=1.0)
+    assert "shade" not in unshaded
+
+
+def test_each_row_is_drawn_at_its_own_darkness():
+    """The front row left nearly unshaded, the rows behind dark: measured along the pins, only the
+    front row's lower halves come out bright."""
+    from training import shading
+
+    p = sample_params(SPEC, np.random.default_rng(2), "OK", 0, "photo", vary=1.0, pin_shade=1.0)
+    p["shade"] = {"up_to": 0.6, "level": 0.3, "soft": 0.1, "row_levels": [0.2, 0.2, 0.95]}
+    ratios = shading.pin_ratios(render(SPEC, p), ground_truth(SPEC, p)["pins"])
+    back, front = np.median(ratios[: SPEC.cols]), np.median(ratios[-SPEC.cols :])
+    assert front > back + 0.3, f"front row {front:.2f} vs back row {back:.2f}"
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+def test_rows_shaded_apart_keep_the_labels_true(label):
+    p = sample_params(SPEC, np.random.default_rng(7), label, 23, "photo", vary=1.0, pin_shade=1.0, shade_rows=1.0)
+    assert "row_levels" in p["shade"]
+    _assert_changes_only_near(p, 23, 0.8 * 1.45 * p["pitch_px"] + 16)
