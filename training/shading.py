@@ -12,7 +12,9 @@ pushed back. This command measures it on labelled folders with the generator's m
 For each folder it prints, over its first N good frames, percentiles of each frame's median
 (over its pins) ratio of the mean brightness at 10-45% of the pin's length to that at 75-100%,
 then the median of that ratio over every pin of each row, back row first (a renderer may shade
-the rows differently: the front row mirrors the open space in front of the part).
+the rows differently: the front row mirrors the open space in front of the part), then the median
+brightness (brightest channel) of the pins' ends and the share of them clipped to white (>= 250):
+the plain drawing clips most ends, the Blender renderer keeps them in the pin's colour.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def pin_ratios(image: np.ndarray, pins: list[list[float]]) -> list[float]:
     return ratios
 
 
+def end_values(image: np.ndarray, pins: list[list[float]]) -> list[float]:
+    """Each pin's end brightness: the brightest channel, averaged over 3x3 pixels at its tip."""
+    peak = image.max(-1).astype(np.float32)
+    h, w = peak.shape
+    values = []
+    for _, _, tx, ty in pins:
+        x, y = min(max(int(round(tx)), 1), w - 2), min(max(int(round(ty)), 1), h - 2)
+        values.append(float(peak[y - 1 : y + 2, x - 1 : x + 2].mean()))
+    return values
+
+
 def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
     """The frame's median, over its pins, of `pin_ratios`."""
     return float(np.median(pin_ratios(image, pins)))
@@ -57,13 +70,15 @@ def low_to_top(image: np.ndarray, pins: list[list[float]]) -> float:
 
 def measure(folder: Path, n: int = 100, cols: int = 9) -> dict[str, Any]:
     """Percentiles of `low_to_top` over the first `n` OK frames of a generated folder, and the
-    median of `pin_ratios` over each row's pins (`cols` pins a row, numbered row-major)."""
+    median of `pin_ratios` over each row's pins (`cols` pins a row, numbered row-major), and of
+    `end_values` with the share of ends clipped to white."""
     folder = Path(folder)
     meta_path = folder / "meta.jsonl"
     if not meta_path.exists():
         raise ShadingError(f"{folder}: no meta.jsonl (pin positions); only generated folders can be measured")
     values: list[float] = []
     by_row: dict[int, list[float]] = {}
+    ends: list[float] = []
     for rec in read_meta(meta_path):
         if rec["label"] != "OK":
             continue
@@ -72,6 +87,7 @@ def measure(folder: Path, n: int = 100, cols: int = 9) -> dict[str, Any]:
             raise ShadingError(f"{folder}/images/{rec['file']}: missing or not an image")
         ratios = pin_ratios(image, rec["pins"])
         values.append(float(np.median(ratios)))
+        ends += end_values(image, rec["pins"])
         for k, r in enumerate(ratios):
             by_row.setdefault(k // cols, []).append(r)
         if len(values) >= n:
@@ -83,6 +99,8 @@ def measure(folder: Path, n: int = 100, cols: int = 9) -> dict[str, Any]:
         "frames": len(values),
         "percentiles": dict(zip(PERCENTILES, np.percentile(values, PERCENTILES).tolist(), strict=True)),
         "row_medians": [float(np.median(by_row[r])) for r in sorted(by_row)],
+        "end_median": float(np.median(ends)),
+        "ends_clipped": float(np.mean(np.asarray(ends) >= 250)),
     }
 
 
@@ -109,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cells = " | ".join(f"{v:.2f}" for v in row["percentiles"].values())
         rows = " / ".join(f"{v:.2f}" for v in row["row_medians"])
-        lines.append(f"| {Path(folder).name} | {row['frames']} | {cells} | {rows} |")
-    print("| folder | good frames | " + " | ".join(f"p{p}" for p in PERCENTILES) + " | by row, back to front |")
-    print("|---|---|" + "---|" * len(PERCENTILES) + "---|")
+        ends = f"{row['end_median']:.0f} | {row['ends_clipped']:.0%}"
+        lines.append(f"| {Path(folder).name} | {row['frames']} | {cells} | {rows} | {ends} |")
+    head = " | ".join(f"p{p}" for p in PERCENTILES)
+    print(f"| folder | good frames | {head} | by row, back to front | pin ends | ends clipped |")
+    print("|---|---|" + "---|" * len(PERCENTILES) + "---|---|---|")
     print("\n".join(lines))
     return 0
 

@@ -76,6 +76,10 @@ class DataConfig:
         0.0, "share of the shaded renders whose pin rows each get their own darkness (render.py: _row_levels)",
         bounds=(0, 1),
     )  # fmt: skip
+    tip_tone: float = option(
+        0.0, "share of photo renders with pin ends in the pin's colour, not white (render.py: _tip_params)",
+        bounds=(0, 1),
+    )  # fmt: skip
     defect_columns: list[int] | None = option(None, "defects only in these pin columns (null: anywhere)")
     val_n: int = option(600, "validation renders")
     val_seed: int = option(9001, "seed of the validation renders")
@@ -227,6 +231,7 @@ def _synth_folder(
     hard_light: float = 0.0,
     pin_shade: float = 0.0,
     shade_rows: float = 0.0,
+    tip_tone: float = 0.0,
 ) -> Path:
     """Render a data set once; later runs with the same settings reuse it."""
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
@@ -240,6 +245,8 @@ def _synth_folder(
         settings.append({"pin_shade": pin_shade})
     if shade_rows:
         settings.append({"shade_rows": shade_rows})
+    if tip_tone:
+        settings.append({"tip_tone": tip_tone})
     key = json.dumps(settings, sort_keys=True)
     folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -255,6 +262,7 @@ def _synth_folder(
         hard_light=hard_light,
         pin_shade=pin_shade,
         shade_rows=shade_rows,
+        tip_tone=tip_tone,
     )
     return generate_once(part, cfg, folder)
 
@@ -281,6 +289,7 @@ def prepare_data(
             hard_light=d.hard_light,
             pin_shade=d.pin_shade,
             shade_rows=d.shade_rows,
+            tip_tone=d.tip_tone,
         )
     )
     val_dir = (

@@ -99,6 +99,10 @@ class SynthConfig:
         0.0, "0..1: this share of the shaded frames gives each row of pins its own darkness, as each row mirrors "
         "its own surroundings (render.py: _row_levels)", "--shade-rows",
     )  # fmt: skip
+    tip_tone: float = option(
+        0.0, "0..1: this share of photo frames draws pin ends in the pin's colour, not clipped to white "
+        "(render.py: _tip_params)", "--tip-tone",
+    )  # fmt: skip
 
 
 def parse_columns(text: str) -> tuple[int, ...]:
@@ -186,6 +190,7 @@ def image_params(
         cfg.hard_light,
         cfg.pin_shade,
         cfg.shade_rows,
+        cfg.tip_tone,
     )
 
 
@@ -215,11 +220,19 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "hard_light": cfg.hard_light,
         "pin_shade": cfg.pin_shade,
         "shade_rows": cfg.shade_rows,
+        "tip_tone": cfg.tip_tone,
     }
 
 
 # Settings added after data sets were first cached, with the value that means "as before".
-_LATER_SETTINGS = {"away_bends": 0.0, "vary": 0.0, "hard_light": 0.0, "pin_shade": 0.0, "shade_rows": 0.0}
+_LATER_SETTINGS = {
+    "away_bends": 0.0,
+    "vary": 0.0,
+    "hard_light": 0.0,
+    "pin_shade": 0.0,
+    "shade_rows": 0.0,
+    "tip_tone": 0.0,
+}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -257,6 +270,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         ("hard-light", cfg.hard_light, 0, 1),
         ("pin-shade", cfg.pin_shade, 0, 1),
         ("shade-rows", cfg.shade_rows, 0, 1),
+        ("tip-tone", cfg.tip_tone, 0, 1),
         ("widen", cfg.widen, 1, 3),
     ):
         if not lo <= value <= hi:  # also refuses NaN

@@ -85,6 +85,7 @@ def sample_params(
     hard_light: float = 0.0,
     pin_shade: float = 0.0,
     shade_rows: float = 0.0,
+    tip_tone: float = 0.0,
 ) -> dict[str, Any]:
     """All random choices for one image, as JSON-able data. `widen` stretches the camera ranges
     of the part spec (not the defect ranges, which define the labels). `extra_defects` (pin,
@@ -96,7 +97,9 @@ def sample_params(
     the share of photo frames lit by one hard key light, see `_light_params`; drawn last, and at 0
     not at all, so data sets rendered before it stay byte for byte. `pin_shade` (0..1), likewise
     drawn after it, is the share of photo frames whose pins are shaded low, see `_shade_params`; `shade_rows`
-    (0..1), drawn after it, the share of those whose rows each get their own darkness."""
+    (0..1), drawn after it, the share of those whose rows each get their own darkness; `tip_tone`
+    (0..1), drawn last, the share of photo frames whose pin ends keep their colour, see
+    `_tip_params`."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r}")
     if (label == "OK") != (pin == 0):
@@ -153,6 +156,8 @@ def sample_params(
         p["shade"] = _shade_params(rng)
     if shade_rows > 0 and "shade" in p and rng.random() < shade_rows:
         p["shade"]["row_levels"] = _row_levels(rng, spec.rows)
+    if tip_tone > 0 and rng.random() < tip_tone and style == "photo":
+        p["tip"] = _tip_params(rng)
     return p
 
 
@@ -241,6 +246,17 @@ def _row_levels(rng: np.random.Generator, rows: int) -> list[float]:
     0.30). Drawn wider than the one-level range, up to nearly unshaded, so that no row's shade is
     a cue for a defect."""
     return [_u(rng, 0.1, 0.9) for _ in range(rows)]
+
+
+def _tip_params(rng: np.random.Generator) -> dict[str, float]:
+    """Pin ends in the pin's own colour, a little brighter than its body, with a faint hot spot:
+    a flat metal end mirrors the light only when the light sits where the camera's mirror image
+    is. The plain drawing clips 70% of good pin ends to white; the Blender renderer 3% (end
+    brightness p10-p90 152-238, `python -m training.shading`)."""
+    return {
+        "light": _u(rng, 0.6, 1.05),  # the end face, as a share of the pin colour
+        "spot": _u(rng, 0.9, 1.2),  # the hot spot on it
+    }
 
 
 def without_defect(params: dict[str, Any]) -> dict[str, Any]:
@@ -600,7 +616,9 @@ def _draw_pins(
         hc = np.asarray(p["housing_colour"], float)
         pc = [int(v) for v in np.asarray(pc, float) * (1 - light["mirror"]) + hc * light["mirror"]]
     body, dark = tuple(pc), _scale(pc, look["body_dark"])
-    bright, cap, spot = _scale(pc, look["highlight_light"]), _scale(pc, look["cap_light"]), _scale(pc, 1.9)
+    tip = p.get("tip")
+    cap_light, spot_light = (tip["light"], tip["spot"]) if tip else (look["cap_light"], 1.9)
+    bright, cap, spot = _scale(pc, look["highlight_light"]), _scale(pc, cap_light), _scale(pc, spot_light)
     ls = p["light_side"]
     for k in range(spec.n_pins):
         if lengths[k] < 1e-3:

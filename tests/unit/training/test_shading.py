@@ -62,3 +62,16 @@ def test_rows_are_measured_apart_back_row_first(tmp_path):
         cv2.imwrite(path, img)
     back, middle, front = shading.measure(tmp_path, n=3, cols=SPEC.cols)["row_medians"]
     assert min(back, middle) > 0.7 and front < 0.3
+
+
+def test_the_command_tells_toned_pin_ends_from_white_ones(tmp_path, capsys):
+    for name, share in (("white", 0.0), ("toned", 1.0)):
+        cfg = SynthConfig(n=6, seed=5, classes=("OK",), styles=(("photo", 1.0),), tip_tone=share)
+        generate(SPEC, cfg, tmp_path / name, progress=False)
+    assert shading.main([str(tmp_path / "white"), str(tmp_path / "toned"), "--n", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split("|")[-3:-1] == [" pin ends ", " ends clipped "]
+    cells = {r.split("|")[1].strip(): r.split("|") for r in out[2:]}
+    clipped = {name: float(cells[name][-2].strip().rstrip("%")) for name in ("white", "toned")}
+    ends = {name: float(cells[name][-3]) for name in ("white", "toned")}
+    assert clipped["toned"] < clipped["white"] - 20 and ends["toned"] < ends["white"] - 15, (clipped, ends)

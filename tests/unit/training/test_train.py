@@ -313,3 +313,15 @@ def test_shade_rows_set_for_training_renders_rows_apart_in_a_folder_of_its_own(t
     assert json.loads((rows / "dataset.json").read_text())["shade_rows"] == 1.0
     assert all(len(m["params"]["shade"]["row_levels"]) == SPEC.rows for m in read_meta(rows / "meta.jsonl"))
     assert not any("row_levels" in m["params"]["shade"] for m in read_meta(shaded / "meta.jsonl"))
+
+
+def test_tip_tone_set_for_training_reaches_the_renders(tmp_path, monkeypatch):
+    from training import train as train_mod
+
+    monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
+    assert train_mod.resolve_config(None, None, ["data.tip_tone=0.5"]).data.tip_tone == 0.5
+    plain = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1)
+    toned = train_mod._synth_folder(SPEC, 4, 7, "photo=1", 1.3, None, 1, tip_tone=1.0)
+    assert toned != plain and json.loads((toned / "dataset.json").read_text())["tip_tone"] == 1.0
+    assert all("tip" in m["params"] for m in read_meta(toned / "meta.jsonl"))
+    assert not any("tip" in m["params"] for m in read_meta(plain / "meta.jsonl"))

@@ -226,3 +226,33 @@ def test_rows_shaded_apart_keep_the_labels_true(label):
     p = sample_params(SPEC, np.random.default_rng(7), label, 23, "photo", vary=1.0, pin_shade=1.0, shade_rows=1.0)
     assert "row_levels" in p["shade"]
     _assert_changes_only_near(p, 23, 0.8 * 1.45 * p["pitch_px"] + 16)
+
+
+def test_tip_tone_zero_draws_as_before_and_tones_only_photo_frames():
+    kw = dict(vary=1.0, pin_shade=1.0, shade_rows=1.0)
+    a = sample_params(SPEC, np.random.default_rng(12), "NUKENG", 8, "photo", **kw)
+    assert a == sample_params(SPEC, np.random.default_rng(12), "NUKENG", 8, "photo", tip_tone=0.0, **kw)
+    b = sample_params(SPEC, np.random.default_rng(12), "NUKENG", 8, "photo", tip_tone=1.0, **kw)
+    tip = b.pop("tip")  # drawn last: the same scene, defect and shade otherwise
+    assert b == a and 0.6 <= tip["light"] <= 1.05 and 0.9 <= tip["spot"] <= 1.2
+    assert "tip" not in sample_params(SPEC, np.random.default_rng(12), "OK", 0, "flat", tip_tone=1.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_toned_pin_ends_keep_their_colour_where_plain_ones_clip_to_white(seed):
+    from training import shading
+
+    plain = sample_params(SPEC, np.random.default_rng(seed), "OK", 0, "photo", vary=1.0)
+    plain["pin_colour"] = [50, 165, 215]  # gold (BGR): the plain end's hot spot clips it to white
+    toned = {**plain, "tip": {"light": 0.7, "spot": 0.9}}
+    pins = ground_truth(SPEC, plain)["pins"]
+    white = np.median(shading.end_values(render(SPEC, plain), pins))
+    kept = np.median(shading.end_values(render(SPEC, toned), pins))
+    assert white >= 240 and kept < white - 25, f"plain ends {white:.0f}, toned {kept:.0f}"
+
+
+@pytest.mark.parametrize("label", ["BENDNG", "NUKENG"])
+def test_toned_pin_ends_keep_the_labels_true(label):
+    p = sample_params(SPEC, np.random.default_rng(5), label, 12, "photo", vary=1.0, tip_tone=1.0)
+    assert "tip" in p
+    _assert_changes_only_near(p, 12, 0.8 * 1.45 * p["pitch_px"] + 16)
