@@ -45,7 +45,15 @@ from models.options import check, describe, merge, option, parse_sets
 from models.part import CLASSES, PartSpec, PartSpecError, load_part
 from models.pinvit import PinViT, PinViTConfig, build, image_log_scores
 from models.preprocess import InputSpec, normalize
-from models.synth.dataset import BOTH_STYLES, SynthConfig, SynthError, generate_once, parse_styles
+from models.synth.dataset import (
+    BOTH_STYLES,
+    LOOKS,
+    SynthConfig,
+    SynthError,
+    generate_once,
+    looks,
+    parse_styles,
+)
 from training import datasets
 from training.data import DataError, Samples, click_targets, concat, dense_targets, folder_hash, load_folder
 
@@ -227,26 +235,17 @@ def _synth_folder(
     workers: int,
     max_defects: int = 1,
     away_bends: float = 0.0,
-    vary: float = 0.0,
-    hard_light: float = 0.0,
-    pin_shade: float = 0.0,
-    shade_rows: float = 0.0,
-    tip_tone: float = 0.0,
+    **render_looks: float,
 ) -> Path:
-    """Render a data set once; later runs with the same settings reuse it."""
+    """Render a data set once; later runs with the same settings reuse it. `render_looks` are the
+    generator's LOOKS by name (absent: 0)."""
+    unknown = set(render_looks) - set(LOOKS)
+    if unknown:
+        raise TypeError(f"unknown render looks: {', '.join(sorted(unknown))}")
     settings: list[Any] = [part.fingerprint(), n, seed, styles, widen, cols, max_defects]
     if away_bends:  # (absent when 0, so folders rendered before the option are still found)
         settings.append(away_bends)
-    if vary:
-        settings.append({"vary": vary})
-    if hard_light:
-        settings.append({"hard_light": hard_light})
-    if pin_shade:
-        settings.append({"pin_shade": pin_shade})
-    if shade_rows:
-        settings.append({"shade_rows": shade_rows})
-    if tip_tone:
-        settings.append({"tip_tone": tip_tone})
+    settings += [{name: render_looks[name]} for name in LOOKS if render_looks.get(name)]  # likewise
     key = json.dumps(settings, sort_keys=True)
     folder = datasets.data_dir() / f"synth-{part.name}-{n}-{seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     cfg = SynthConfig(
@@ -258,11 +257,7 @@ def _synth_folder(
         workers=workers,
         max_defects=max_defects,
         away_bends=away_bends,
-        vary=vary,
-        hard_light=hard_light,
-        pin_shade=pin_shade,
-        shade_rows=shade_rows,
-        tip_tone=tip_tone,
+        **{name: render_looks.get(name, 0.0) for name in LOOKS},
     )
     return generate_once(part, cfg, folder)
 
@@ -285,11 +280,7 @@ def prepare_data(
             cfg.workers,
             max_defects=d.max_defects,
             away_bends=d.away_bends,
-            vary=d.vary,
-            hard_light=d.hard_light,
-            pin_shade=d.pin_shade,
-            shade_rows=d.shade_rows,
-            tip_tone=d.tip_tone,
+            **looks(d),
         )
     )
     val_dir = (

@@ -105,6 +105,17 @@ class SynthConfig:
     )  # fmt: skip
 
 
+# The render looks added one after another, each a 0..1 share drawn after all before it (0: not
+# drawn, so a set rendered before it stays byte for byte), in the order they were added: the
+# keyword arguments of render.sample_params, SynthConfig's fields and training's data settings.
+LOOKS = ("vary", "hard_light", "pin_shade", "shade_rows", "tip_tone")
+
+
+def looks(cfg: Any) -> dict[str, float]:
+    """The render looks of a SynthConfig (or training's DataConfig), by name."""
+    return {name: getattr(cfg, name) for name in LOOKS}
+
+
 def parse_columns(text: str) -> tuple[int, ...]:
     """'1,2,3' -> (1, 2, 3)."""
     try:
@@ -186,11 +197,7 @@ def image_params(
         cfg.widen,
         extra or None,
         cfg.away_bends,
-        cfg.vary,
-        cfg.hard_light,
-        cfg.pin_shade,
-        cfg.shade_rows,
-        cfg.tip_tone,
+        **looks(cfg),
     )
 
 
@@ -216,23 +223,12 @@ def _settings(spec: PartSpec, cfg: SynthConfig) -> dict[str, Any]:
         "widen": cfg.widen,
         "max_defects": cfg.max_defects,
         "away_bends": cfg.away_bends,
-        "vary": cfg.vary,
-        "hard_light": cfg.hard_light,
-        "pin_shade": cfg.pin_shade,
-        "shade_rows": cfg.shade_rows,
-        "tip_tone": cfg.tip_tone,
+        **looks(cfg),
     }
 
 
 # Settings added after data sets were first cached, with the value that means "as before".
-_LATER_SETTINGS = {
-    "away_bends": 0.0,
-    "vary": 0.0,
-    "hard_light": 0.0,
-    "pin_shade": 0.0,
-    "shade_rows": 0.0,
-    "tip_tone": 0.0,
-}
+_LATER_SETTINGS = {"away_bends": 0.0, **dict.fromkeys(LOOKS, 0.0)}
 
 
 def generate_once(spec: PartSpec, cfg: SynthConfig, out: Path, progress: bool = True) -> Path:
@@ -266,11 +262,7 @@ def generate(spec: PartSpec, cfg: SynthConfig, out: Path, overwrite: bool = Fals
         raise SynthError(f"--max-defects {cfg.max_defects}: use 1..{spec.n_pins}")
     for name, value, lo, hi in (
         ("away-bends", cfg.away_bends, 0, 1),
-        ("vary", cfg.vary, 0, 1),
-        ("hard-light", cfg.hard_light, 0, 1),
-        ("pin-shade", cfg.pin_shade, 0, 1),
-        ("shade-rows", cfg.shade_rows, 0, 1),
-        ("tip-tone", cfg.tip_tone, 0, 1),
+        *((name.replace("_", "-"), value, 0, 1) for name, value in looks(cfg).items()),
         ("widen", cfg.widen, 1, 3),
     ):
         if not lo <= value <= hi:  # also refuses NaN

@@ -7,7 +7,7 @@ import torch
 from models.part import CLASSES, load_part
 from models.pinvit import build
 from models.preprocess import InputSpec
-from models.synth.dataset import SynthConfig, generate, read_meta
+from models.synth.dataset import BOTH_STYLES, SynthConfig, generate, read_meta
 from training.data import dense_targets, load_folder
 from training.train import (
     NonFiniteLoss,
@@ -325,3 +325,22 @@ def test_tip_tone_set_for_training_reaches_the_renders(tmp_path, monkeypatch):
     assert toned != plain and json.loads((toned / "dataset.json").read_text())["tip_tone"] == 1.0
     assert all("tip" in m["params"] for m in read_meta(toned / "meta.jsonl"))
     assert not any("tip" in m["params"] for m in read_meta(plain / "meta.jsonl"))
+
+
+def test_cached_training_sets_keep_their_folder_names(monkeypatch, tmp_path):
+    """Folders rendered by earlier runs are found again: their names hash the settings as the
+    runs that made them did (the names below are those of vary-in2, vary-in2-ps08 and
+    vary-in2-ps08-rows' training sets, docs/runs/)."""
+    from training import train as train_mod
+
+    monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
+    monkeypatch.setattr(train_mod, "generate_once", lambda part, cfg, folder: folder)
+
+    def name(**looks):
+        return train_mod._synth_folder(SPEC, 7000, 1, BOTH_STYLES, 1.3, None, 2, max_defects=3, **looks).name
+
+    assert name(vary=1.0) == "synth-default-7000-1-548158c3"
+    assert name(vary=1.0, pin_shade=0.8) == "synth-default-7000-1-1d5052e3"
+    assert name(vary=1.0, pin_shade=0.8, shade_rows=0.5, tip_tone=0.0) == "synth-default-7000-1-41d54870"
+    with pytest.raises(TypeError, match="unknown render looks: pin_shine"):
+        name(pin_shine=1.0)
