@@ -344,3 +344,12 @@ def test_cached_training_sets_keep_their_folder_names(monkeypatch, tmp_path):
     assert name(vary=1.0, pin_shade=0.8, shade_rows=0.5, tip_tone=0.0) == "synth-default-7000-1-41d54870"
     with pytest.raises(TypeError, match="unknown render looks: pin_shine"):
         name(pin_shine=1.0)
+
+
+def test_every_render_look_is_a_training_setting():
+    import dataclasses
+
+    from models.synth.dataset import LOOKS
+    from training.train import DataConfig
+
+    assert set(LOOKS) <= {f.name for f in dataclasses.fields(DataConfig)}

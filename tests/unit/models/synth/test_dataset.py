@@ -97,3 +97,20 @@ def test_hard_light_is_recorded_and_sets_cached_before_it_are_still_found(tmp_pa
     assert (old / "dataset.json").stat().st_mtime_ns == stamp
     with pytest.raises(SynthError, match="hard-light"):
         generate(SPEC, SynthConfig(n=3, hard_light=1.5), tmp_path / "bad", progress=False)
+
+
+def test_every_render_look_reaches_the_generator_and_its_cli(tmp_path):
+    """A look added to LOOKS but missed in one place would fail at a run's start (or be dropped)."""
+    import dataclasses
+    import inspect
+
+    from models.synth.dataset import LOOKS
+    from models.synth.render import sample_params
+
+    keywords = inspect.signature(sample_params).parameters
+    assert set(LOOKS) <= {f.name for f in dataclasses.fields(SynthConfig)}
+    assert all(keywords[name].default == 0.0 for name in LOOKS)
+    for name in LOOKS:
+        flag = "--" + name.replace("_", "-")
+        with pytest.raises(SynthError, match=f"{flag} 1.5"):
+            generate(SPEC, SynthConfig(n=1, **{name: 1.5}), tmp_path / name, progress=False)
