@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-all lint demo data train export benchmark isacheck clean lock installer
+.PHONY: help venv test test-all lint demo data train export benchmark train-speed isacheck clean lock installer
 
 help:
 	@echo "make demo       render the default part and run the station on a simulated line"
@@ -13,6 +13,7 @@ help:
 	@echo "make train      retrain the shipped model on both renderers (~36 min on 2 AVX-512 cores, + a one-time ~55 min Blender render) and write its card"
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
+	@echo "make train-speed  training images/s in float32 and bf16 on this CPU, and which the default picks (~3 min)"
 	@echo "make isacheck   the shipped bundle's INT8 verdicts on an emulated AVX2-only CPU (needs qemu-user; ~30 min)"
 	@echo "make lock       re-resolve requirements/*.lock (uv) from pyproject.toml: newest versions that fit"
 	@echo "make installer  the offline station package under dist/ (wheels + model + install/uninstall scripts)"
@@ -64,6 +65,9 @@ benchmark: $(STAMP)
 	$(PY) -m training.synth.benchmark
 	$(PY) -m export.benchmark --model models/default --json runs/benchmark/models.json --png runs/benchmark/models.png
 	$(PY) -m edge_app --headless --source sim --frames 600 --no-archive --quiet
+
+train-speed: $(STAMP)
+	$(PY) -m training.speed
 
 # An older factory PC's INT8 kernels, emulated (QEMU user mode, Debian package qemu-user).
 isacheck: $(STAMP)
