@@ -5,7 +5,7 @@ Trains the default recipe for one short epoch on the same renders, once in float
 against float32, and which one the default (`amp: auto`) picks on this CPU. Use it on a new
 machine before a long run: the default should train at no less than 80% of float32's speed.
 
-  python -m training.speed                  # 960 renders, about 1-2 min per precision
+  python -m training.speed                  # 960 renders (made once, cached), ~30 s a precision
   python -m training.speed --n 320 --json runs/speed.json
 
 bf16 is measured only where the CPU does it in hardware (AVX512-BF16 or AMX): elsewhere it is
