@@ -41,6 +41,7 @@ def measure(n: int, precisions: list[str], sets: list[str], out: Path, quiet: bo
             None, None, [f"name=speed-{amp}", f"amp={amp}", "epochs=1", f"data.n={n}", "data.val_n=30", f"out={out}"]
             + sets,
         )  # fmt: skip
+        print(f"training one epoch of {n} renders, amp={amp} ...", file=sys.stderr, flush=True)
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
             summary = train(cfg, progress=not quiet)
