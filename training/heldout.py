@@ -14,9 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from models.cli import command_parser
-from models.part import load_part
+from models.cli import command_parser, guarded
+from models.part import PartSpecError, load_part
+from models.synth.dataset import SynthError
 from training import datasets
+from training.data import DataError
 from training.evaluate import evaluate, print_report
 from training.train import resolve_config, train
 
@@ -28,20 +30,20 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path("data"), help="folder for the rendered data sets (default: %(default)s)"
     )
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> int:
         cfg = resolve_config("heldout-columns", None, args.set)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    part = load_part(cfg.part)
-    summary = train(cfg)
-    folder = datasets.materialize(datasets.get("heldout-cols-4-7"), part, args.data)
-    run = Path(summary["run"])
-    result = evaluate(run / "model.safetensors", folder, run / "heldout_preds.csv", progress=False)
-    print("\nheld-out columns 4 and 7 (never defective in training):")
-    print_report(result)
-    (run / "heldout_metrics.json").write_text(json.dumps(result["metrics"], indent=2) + "\n")
-    return 0
+        part = load_part(cfg.part)
+        summary = train(cfg)
+        folder = datasets.materialize(datasets.get("heldout-cols-4-7"), part, args.data)
+        run_dir = Path(summary["run"])
+        result = evaluate(run_dir / "model.safetensors", folder, run_dir / "heldout_preds.csv", progress=False)
+        print("\nheld-out columns 4 and 7 (never defective in training):")
+        print_report(result)
+        (run_dir / "heldout_metrics.json").write_text(json.dumps(result["metrics"], indent=2) + "\n")
+        return 0
+
+    return guarded(run, {(ValueError, PartSpecError, DataError, SynthError, datasets.DatasetError): 2})
 
 
 if __name__ == "__main__":

@@ -36,3 +36,11 @@ def test_heldout_names_a_bad_setting_in_one_line(capsys):
     assert heldout.main(["--set", "epochs=-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "epochs" in err
+
+
+def test_heldout_names_a_missing_part_file_in_one_line(tmp_path, capsys):
+    """A part spec that is not there: the file named, no traceback (it was one before)."""
+    missing = tmp_path / "nope.json"
+    assert heldout.main(["--set", f"part={missing}", "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(missing) in err and "Traceback" not in err
