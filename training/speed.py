@@ -31,10 +31,15 @@ from models.synth.dataset import SynthError
 from training.data import DataError
 from training.train import resolve_config, train, use_bf16
 
+_OWN_KEYS = {"amp", "name", "out"}  # what each measurement sets: a user's value would mislabel the table
+
 
 def measure(n: int, precisions: list[str], sets: list[str], out: Path, quiet: bool = True) -> list[dict[str, Any]]:
     """One short training per precision (`off`, `bf16`) on the same `n` renders: its summary's
     `train_images_per_s`."""
+    fixed = sorted({key.partition("=")[0].strip() for key in sets} & _OWN_KEYS)
+    if fixed:
+        raise ValueError(f"--set {', '.join(fixed)}: training.speed sets these itself (each precision in turn)")
     rows = []
     for amp in precisions:
         cfg = resolve_config(

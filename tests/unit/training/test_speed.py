@@ -58,3 +58,10 @@ def test_speed_names_a_bad_setting_in_one_line(capsys):
     assert speed.main(["--set", "epochs=zero"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "epochs" in err and "Traceback" not in err
+
+
+def test_speed_refuses_a_setting_it_makes_itself(capsys):
+    """`--set amp=off` would time float32 twice and label one row bf16: refused, in one line."""
+    assert speed.main(["--set", "amp=off"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set amp:") and "Traceback" not in err
