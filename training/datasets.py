@@ -72,6 +72,9 @@ SETS: dict[str, NamedSet] = {
             role="selection",
         ),
         NamedSet("blender-train", "blender", 2000, 757575, "Blender renderer, for training on it", role="train"),
+        NamedSet(
+            "blender-train-b", "blender", 2000, 767676, "Blender renderer, 2000 more training frames", role="train"
+        ),
         # The model card's sets (training.ship), in the card's order.
         NamedSet(
             "test-allstyles",

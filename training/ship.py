@@ -99,16 +99,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def blender_frames(spec: dict[str, Any]) -> tuple[int, str] | None:
-    """(frames, folder) of Blender-rendered frames the run trained on, or None when it saw none."""
+    """(frames, folders) of Blender-rendered frames the run trained on, or None when it saw none.
+    Several mixed sets (`data.mix_set=a,b`) are recorded comma-separated: their frames add up and
+    their folders come back comma-separated."""
     info = spec.get("data", {})
     for key in ("train", "mix"):
-        folder = info.get(key)
-        try:
-            ds = json.loads((Path(folder) / "dataset.json").read_text()) if folder else {}
-        except (OSError, json.JSONDecodeError):
-            continue
-        if ds.get("generator") == "blender":
-            return int(ds.get("n", 0)), str(folder)
+        found = []
+        for folder in (info.get(key) or "").split(","):
+            try:
+                ds = json.loads((Path(folder) / "dataset.json").read_text()) if folder else {}
+            except (OSError, json.JSONDecodeError):
+                continue
+            if ds.get("generator") == "blender":
+                found.append((int(ds.get("n", 0)), str(folder)))
+        if found:
+            return sum(n for n, _ in found), ",".join(f for _, f in found)
     return None
 
 
@@ -144,7 +149,9 @@ def _stages(spec: dict[str, Any], summary: dict[str, Any], first: dict[str, Any]
     what = f"Stage {n}" if n > 1 else "Training"
     origin = f", from {tc['init_from']}" if tc.get("init_from") else ""
     seen = blender_frames(spec)
-    blender = f" + {seen[0]} Blender frames (`{Path(seen[1]).name}`)" if seen else ""
+    blender = (
+        f" + {seen[0]} Blender frames ({', '.join(f'`{Path(f).name}`' for f in seen[1].split(','))})" if seen else ""
+    )
     stages.append(
         f"* {what} (`{tc['name']}`{origin}): "
         f"{spec['epochs_run']} epochs on {tc['data']['n']} renders (seed {tc['data']['seed']}){blender}, "

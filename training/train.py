@@ -97,8 +97,10 @@ class DataConfig:
     val_defect_columns: list[int] | None = option(None, "validation defects only in these columns")
     folder: str | None = option(None, "a labelled folder to train on instead of rendering one")
     mix_folder: str | None = option(None, "a labelled folder trained on together with the renders (or folder)")
-    mix_set: str | None = option(None, "or a named training set (training/datasets.py, e.g. blender-train)")
-    mix_n: int | None = option(None, "frames of mix_set: the first mix_n of its seed (null: the whole set)")
+    mix_set: str | None = option(
+        None, "or named training sets, comma-separated (training/datasets.py, e.g. blender-train,blender-train-b)"
+    )
+    mix_n: int | None = option(None, "frames of each mix_set: the first mix_n of its seed (null: the whole set)")
     mix_repeat: int = option(
         1, "each mixed frame is seen this many times an epoch (a few line frames beside many renders)", bounds=(1, 100)
     )
@@ -266,7 +268,7 @@ def prepare_data(
     cfg: TrainConfig, part: PartSpec, ispec: InputSpec, progress: bool = True
 ) -> tuple[Samples, Samples, dict[str, str]]:
     d = cfg.data
-    mix_dir = _mix_folder(d, part, cfg.workers, progress)  # first: a set that cannot be made fails before the renders
+    mix_dirs = _mix_folders(d, part, cfg.workers, progress)  # first: a set that cannot be made fails before the renders
     train_dir = (
         Path(d.folder)
         if d.folder
@@ -297,29 +299,38 @@ def prepare_data(
         "val": str(val_dir),
         "val_hash": folder_hash(val_dir),
     }
-    if mix_dir is not None:
-        mix = load_folder(mix_dir, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
+    if mix_dirs:
+        mix = load_folder(mix_dirs[0], ispec, workers=cfg.workers, progress=progress, pitch_px=pitch)
+        for more in mix_dirs[1:]:
+            mix = concat(mix, load_folder(more, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch))
         repeated = mix
         for _ in range(d.mix_repeat - 1):  # each copy gets its own shift/colour/camera augmentation per batch
             repeated = concat(repeated, mix)
         train = concat(train, repeated)  # (the renders copied once, not once per repeat)
-        info.update(mix=str(mix_dir), mix_hash=folder_hash(mix_dir))
+        # several sets: their folders and hashes comma-separated (training.ship reads them so)
+        info.update(mix=",".join(map(str, mix_dirs)), mix_hash=",".join(folder_hash(m) for m in mix_dirs))
     return train, val, info
 
 
-def _mix_folder(d: DataConfig, part: PartSpec, workers: int, progress: bool) -> Path | None:
-    """The labelled folder trained on beside the renders: `mix_folder`, or the named set
-    `mix_set` (rendered into data/ on first use, by the Blender renderer for a Blender set)."""
+def _mix_folders(d: DataConfig, part: PartSpec, workers: int, progress: bool) -> list[Path]:
+    """The labelled folders trained on beside the renders: `mix_folder`, or the named sets of
+    `mix_set` (each rendered into data/ on first use, by the Blender renderer for a Blender set)."""
     if d.mix_set and d.mix_folder:
         raise ValueError("data.mix_set and data.mix_folder: give one of them")
     if not d.mix_set:
-        return Path(d.mix_folder) if d.mix_folder else None
+        return [Path(d.mix_folder)] if d.mix_folder else []
+    names = [n.strip() for n in d.mix_set.split(",")]
+    if "" in names or len(set(names)) != len(names):
+        raise DataError(
+            f"data.mix_set: {d.mix_set!r} is not a list of distinct set names (e.g. blender-train,blender-train-b)"
+        )
     try:
-        named = datasets.get(d.mix_set)
-        if named.role != "train":  # a model trained on a test or selection set would be scored on what it saw
-            ok = ", ".join(n for n, s in datasets.SETS.items() if s.role == "train")
-            raise datasets.DatasetError(f"{d.mix_set} is a {named.role} set, never trained on (train sets: {ok})")
-        return datasets.materialize(named, part, n=d.mix_n, workers=workers, progress=progress)
+        named = [datasets.get(n) for n in names]  # every name checked before anything is rendered
+        for s in named:
+            if s.role != "train":  # a model trained on a test or selection set would be scored on what it saw
+                ok = ", ".join(n for n, x in datasets.SETS.items() if x.role == "train")
+                raise datasets.DatasetError(f"{s.name} is a {s.role} set, never trained on (train sets: {ok})")
+        return [datasets.materialize(s, part, n=d.mix_n, workers=workers, progress=progress) for s in named]
     except datasets.DatasetError as e:
         raise DataError(f"data.mix_set: {e}") from None
 

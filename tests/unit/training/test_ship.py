@@ -67,6 +67,26 @@ def test_a_run_with_blender_frames_says_so_and_how_to_remake_it(tmp_path):
     assert f"-m training.blender --out {blender} --n 1000 --seed 757575" in cmds
 
 
+def test_two_mixed_blender_sets_add_up_on_the_card(tmp_path):
+    """`data.mix_set=blender-train,blender-train-b`: the run records both folders comma-separated;
+    the card counts every Blender frame and names both sets, and the Blender test row is not unseen."""
+    from training.ship import _stages, blender_frames
+
+    folders = []
+    for seed in (757575, 767676):
+        f = tmp_path / f"blender-train-default-x-{seed}-2000"
+        f.mkdir()
+        (f / "dataset.json").write_text(json.dumps({"generator": "blender", "n": 2000}))
+        folders.append(str(f))
+    spec = _spec("both4000", 8, 1)
+    spec["data"] = {"train": str(tmp_path / "synth"), "mix": ",".join(folders)}
+    assert blender_frames(spec) == (4000, ",".join(folders))
+    stage = _stages(spec, {}, None)[0]
+    assert (
+        "+ 4000 Blender frames (`blender-train-default-x-757575-2000`, `blender-train-default-x-767676-2000`)" in stage
+    )
+
+
 def test_a_one_stage_run_is_remade_by_the_settings_it_changed(tmp_path):
     """The card's command is the run's own: every setting that differs from the defaults, so a
     run trained with Blender frames beside the renders is not remade as the plain default."""

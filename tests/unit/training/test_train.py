@@ -260,6 +260,25 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
     with pytest.raises(train_mod.DataError, match="blender-select is a selection set, never trained on"):
         train_mod.prepare_data(resolve_config(None, None, [*base, "data.mix_set=blender-select"]), SPEC, InputSpec())
     assert len(asked) == 2  # refused before anything was rendered
+    # two named sets: each rendered (mix_n frames of each) and trained on, both recorded
+    extra_b = tmp_path / "extra-b"
+    generate(SPEC, SynthConfig(n=6, seed=7), extra_b, progress=False)
+    monkeypatch.setattr(
+        datasets,
+        "materialize",
+        lambda s, part, n=None, workers=2, progress=True: (
+            asked.append((s.name, n)) or (extra if s.name == "blender-train" else extra_b)
+        ),
+    )
+    two = resolve_config(None, None, [*base, "data.mix_set=blender-train,blender-train-b", "data.mix_n=6"])
+    train_set, _, info = train_mod.prepare_data(two, SPEC, InputSpec(), progress=False)
+    assert asked[-2:] == [("blender-train", 6), ("blender-train-b", 6)]
+    assert len(train_set) == 12 + 6 + 6 and info["mix"] == f"{extra},{extra_b}"
+    assert len(info["mix_hash"].split(",")) == 2
+    for bad in ("blender-train,blender-train", "blender-train,", "blender-train,blender-test"):
+        with pytest.raises(train_mod.DataError, match="data.mix_set"):
+            train_mod.prepare_data(resolve_config(None, None, [*base, f"data.mix_set={bad}"]), SPEC, InputSpec())
+    assert len(asked) == 4  # a bad list renders nothing, not even its good names
     both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
     with pytest.raises(ValueError, match="give one of them"):
         train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
