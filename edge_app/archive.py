@@ -585,6 +585,14 @@ class Archive:
         stale = self._bytes is None or time.monotonic() - self._scanned > RESCAN_S
         total = self._images_bytes() if stale or self._bytes is None else self._bytes
         target, gone = int(self.max_bytes * PRUNE_TO), 0
+        if total > target:
+            try:  # a label a person added to labels.csv by hand counts as reviewed: take it in first
+                with self._write() as c:
+                    self._import_labels(c)
+            except ArchiveError as e:  # unreadable: which frames are labelled is unknown, so none goes
+                self._set_limit_note(f"over its {self.max_bytes / 1e9:g} GB limit, nothing removed: {e}")
+                self._bytes = total
+                return 0
         while total > target:
             files = [
                 r[0]

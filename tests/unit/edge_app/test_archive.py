@@ -285,6 +285,29 @@ def test_over_the_limit_with_reviewed_frames_only_keeps_them_and_says_so(tmp_pat
     assert states[-1] == "" and a.limit_note == "" and len(a.flagged()) == 2
 
 
+def test_the_size_limit_keeps_a_frame_labelled_by_hand_in_labels_csv(tmp_path):
+    """A label typed into labels.csv while the station runs is a person's review too: the size
+    limit must not remove its frame (it did: only archive.db's reviews were asked). With a
+    labels.csv that cannot be read, nothing is removed and the note says why."""
+    probe = Archive(tmp_path / "probe")
+    size = (tmp_path / "probe" / "images" / probe.save(noisy(0))).stat().st_size
+    a = Archive(tmp_path / "arch")
+    names = [a.save(noisy(i)) for i in range(4)]
+    (tmp_path / "arch" / "labels.csv").write_text(f"file,label,pin\n{names[0]},NUKENG,9\n")
+    a.max_bytes = int(3.5 * size)
+    a.save(noisy(5))
+    left = {r.file for r in a.flagged()}
+    assert names[0] in left and names[1] not in left  # the next oldest went instead
+    assert (tmp_path / "arch" / "images" / names[0]).exists()
+    assert read_labels(tmp_path / "arch") == [(names[0], "NUKENG", 9)]
+    (tmp_path / "arch" / "labels.csv").write_text(f"file,label,pin\n{names[2]},BENT,9\n")
+    before = {r.file for r in a.flagged()}
+    a.max_bytes = 1
+    a.save(noisy(6))
+    assert before <= {r.file for r in a.flagged()}  # unreadable labels: nothing removed
+    assert "nothing removed" in a.limit_note and "labels.csv" in a.limit_note
+
+
 def test_check_tidies_an_image_a_prune_was_killed_removing(tmp_path):
     a = Archive(tmp_path)
     name = a.save(noisy(1))
