@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="NG threshold of a defect class, e.g. --threshold BENDNG=0.4 (repeatable)",
     )
     a = p.add_mutually_exclusive_group()
-    a.add_argument("--archive", help="folder for NG frames (default ~/.local/share/pininspect/archive)")
-    a.add_argument("--no-archive", action="store_true", help="do not save NG frames")
+    a.add_argument(
+        "--archive",
+        help="folder for the frames kept for review: every NG, a sample of OK and the borderline ones "
+        "(default ~/.local/share/pininspect/archive)",
+    )
+    a.add_argument("--no-archive", action="store_true", help="keep no frames")
     p.add_argument("--plc", metavar="PROTO[:HOST[:PORT]]", help="PLC server: modbus[:HOST[:PORT]] or opcua[:...]")
     p.add_argument("--headless", action="store_true", help="no window: one JSON line per verdict, then a summary")
     p.add_argument("--frames", type=int, help="headless: stop after this many verdicts")
@@ -139,7 +144,7 @@ def resolve(args: argparse.Namespace) -> tuple[StationConfig, list[str], list[st
     errors += [p.split("; keeping ")[0] for p in cli_problems]
     if cfg.plc and cfg.trigger == "free":
         cfg.trigger = "plc"  # a PLC server means the PLC triggers
-    errors += conflicts(cfg)
+    errors += conflicts(cfg, headless=args.headless)
     return cfg, warnings, errors
 
 
@@ -160,15 +165,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames is not None and args.frames < 1:
         print("error: --frames must be at least 1", file=sys.stderr)
         return 2
+    if not args.headless and (args.frames is not None or args.quiet):
+        print("error: --frames and --quiet apply to --headless runs only", file=sys.stderr)
+        return 2
     config_path = args.config or default_config_path()
     if args.switch_model is not None or args.rollback_model:
+        others = sorted(overrides(args)[0]) + [f for f in ("save_config", "headless") if getattr(args, f)]
+        if others:  # the bundle is checked against, and saved into, the settings file as it is
+            flag = "--switch-model" if args.switch_model is not None else "--rollback-model"
+            print(
+                f"error: {flag} changes only the model in the settings file; give other settings "
+                f"({', '.join(others)}) in a run of their own (with --save-config to keep them)",
+                file=sys.stderr,
+            )
+            return 2
         return switch_model(args.switch_model, load_config(config_path)[0], config_path)
     if args.save_config:
+        saved = cfg
+        if args.headless and args.sim_fps is None:  # the unpaced headless simulator is not a setting
+            saved = replace(saved, sim_fps=load_config(config_path)[0].sim_fps)
+        for f in ("model", "archive_dir"):  # a relative folder would mean another one when started elsewhere
+            value = getattr(saved, f)
+            if value and not Path(value).expanduser().is_absolute() and Path(value).exists():
+                saved = replace(saved, **{f: str(Path(value).resolve())})
         try:
-            save_config(cfg, config_path)
+            kept = save_config(saved, config_path)
         except SettingsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if kept is not None:
+            print(f"note: {config_path} did not load cleanly; the old file is kept as {kept}", file=sys.stderr)
     if args.headless:
         from edge_app.headless import run
 
@@ -189,20 +215,24 @@ def main(argv: list[str] | None = None) -> int:
 def switch_model(folder: str | None, file_cfg: StationConfig, config_path: Path) -> int:
     """--switch-model / --rollback-model (folder None): load the bundle as the station would, and
     only if it loads write it, with the model history, to the settings file."""
-    from dataclasses import replace
-
     from edge_app.station import Station
 
+    if folder is not None and Path(folder).exists():  # saved as a full path: the station starts anywhere
+        folder = str(Path(folder).resolve())
     station = Station(replace(file_cfg, archive_enabled=False))
     done, msg = station.rollback_model() if folder is None else station.switch_model(folder)
     if not done:
         print(f"error: {msg}", file=sys.stderr)
         return 1
     try:
-        save_config(replace(file_cfg, model=station.cfg.model, model_history=station.cfg.model_history), config_path)
+        kept = save_config(
+            replace(file_cfg, model=station.cfg.model, model_history=station.cfg.model_history), config_path
+        )
     except SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if kept is not None:
+        print(f"note: {config_path} did not load cleanly; the old file is kept as {kept}", file=sys.stderr)
     print(f"{msg}; saved to {config_path}")
     return 0
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_app.settings import default_model_dir
 from models.bundle import Backend, BundleError, Precision
 from models.cli import guarded
 from models.labels import LabelsError, check_writable, write_predictions
@@ -60,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    ap.add_argument("--model", type=Path, default=Path("models/default"), help="bundle folder (has bundle.json)")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=default_model_dir(),
+        help="bundle folder (has bundle.json; default: the shipped model, wherever it is installed)",
+    )
     ap.add_argument("--images", type=Path, required=True, help="folder of 640x480 frames (or a folder with images/)")
     ap.add_argument("--out", type=Path, default=Path("preds.csv"), help="predictions CSV to write")
     ap.add_argument(

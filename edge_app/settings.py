@@ -11,6 +11,8 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,8 @@ def _thresholds(name: str, value: Any) -> dict[str, float]:
     out = {}
     for k, v in value.items():
         out[k] = _number(f"{name}.{k}", v, 0.0, 1.0)
+        if out[k] == 0:  # the verdict rule's range, (0, 1]: at 0 every frame would be NG
+            raise ValueError(f"{name}.{k}: 0 would flag every frame; expected a number in (0, 1]")
     return out
 
 
@@ -192,7 +196,9 @@ class StationConfig:
         "default", "the part inspected (name or part JSON); the model must be trained for it", "--part", "Part"
     )
     thresholds: dict[str, float] = other(
-        {}, "per defect class, score at which a frame is NG (0..1); a class left out uses the model's own", _thresholds
+        {},
+        "per defect class, score at which a frame is NG (0 < score <= 1); a class left out uses the model's own",
+        _thresholds,
     )
     archive_dir: str = text(
         "",
@@ -311,10 +317,15 @@ def apply(base: StationConfig, raw: dict[str, Any]) -> tuple[StationConfig, list
     return StationConfig(**values), problems
 
 
-def conflicts(cfg: StationConfig) -> list[str]:
-    """Settings that are each valid but do not work together; [] when they do."""
+def conflicts(cfg: StationConfig, headless: bool = False) -> list[str]:
+    """Settings that are each valid but do not work together (in the window, or `headless`); []
+    when they do. A trigger nothing can pull would leave the line waiting with no message."""
     if cfg.trigger == "plc" and not cfg.plc:
         return ["trigger: plc needs a PLC server (plc: modbus or opcua; --plc modbus[:HOST[:PORT]])"]
+    if headless and cfg.trigger == "key":
+        return ["trigger: key is the window's Trigger button; a headless run takes free, stdin or plc"]
+    if not headless and cfg.trigger == "stdin":
+        return ["trigger: stdin is for headless runs; the window takes free, key or plc"]
     return []
 
 
@@ -341,11 +352,25 @@ def load_config(path: Path | None) -> tuple[StationConfig, list[str]]:
     return cfg, [f"{path}: {p}" for p in problems]
 
 
-def save_config(cfg: StationConfig, path: Path) -> None:
+def save_config(cfg: StationConfig, path: Path) -> Path | None:
     """Write the whole config atomically (a crash mid-write leaves the old file); raises
-    SettingsError with the reason when the file cannot be written."""
+    SettingsError with the reason when the file cannot be written.
+
+    A settings file that did not load cleanly (not JSON, a bad value) was not what the station ran
+    with, and a hand-made setup must not vanish under the defaults: it is kept beside, as
+    `NAME.unread-STAMP`, first. Returns that copy's path (None when the file loaded cleanly)."""
     path = Path(path)
+    kept = None
+    if path.exists() and load_config(path)[1]:
+        kept = path.with_name(f"{path.name}.unread-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            shutil.copy2(path, kept)
+        except OSError as e:
+            raise SettingsError(
+                f"{path}: did not load, and a copy could not be kept ({e.strerror or e}); not overwritten"
+            ) from None
     try:
         atomic_write(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     except OSError as e:
         raise SettingsError(f"{path}: cannot save the settings ({e.strerror or e})") from None
+    return kept

@@ -378,9 +378,11 @@ class StationWindow(QMainWindow):
         if fields is not None:
             cfg = replace(self.file_config, **{f: getattr(cfg, f) for f in fields})
         try:
-            save_config(cfg, self.config_path)
+            kept = save_config(cfg, self.config_path)
             self.file_config = cfg
             self._set_problem("save", "")
+            if kept is not None:
+                self._log(logging.WARNING, f"{self.config_path} did not load cleanly; the old file is kept as {kept}")
         except SettingsError as e:
             self._set_problem("save", str(e))
             self._log(logging.ERROR, str(e))

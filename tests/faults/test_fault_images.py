@@ -5,6 +5,8 @@ A FIFO named like an image used to block the reader for ever, so those run as su
 import io
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -121,3 +123,20 @@ def test_headless_folder_source_with_nothing_readable_exits_non_zero(tmp_path):
     status, summary = headless.run(StationConfig(source=f"folder:{folder}", archive_enabled=False), out=out, err=err)
     assert status == 1 and summary["frames"] == 0
     assert_one_line_error(err.getvalue(), "none of the 2 images is readable")
+
+
+def test_predict_finds_the_shipped_model_from_any_folder(mixed_folder, tmp_path):
+    """On an installed station nobody runs it from the repository: the default --model is the
+    shipped bundle wherever the package is, not ./models/default (which failed outside the repo)."""
+    folder, _, good = mixed_folder
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_app.predict", "--images", str(folder), "--out", "p.csv", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + len(good)

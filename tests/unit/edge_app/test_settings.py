@@ -202,3 +202,64 @@ def test_a_zero_that_means_none_reads_as_words_and_saves_as_zero(qtbot):
     dlg._accept()
     got = dlg.result_config
     assert (got.archive_max_gb, got.archive_ok_every, got.plc_port) == (50.0, 0, 0)
+
+
+def test_a_settings_file_that_did_not_load_is_kept_before_it_is_overwritten(tmp_path, capsys):
+    """One typo in a hand-made station.json must not wipe the line's setup the next time anything
+    saves (--save-config, --switch-model, the window): the old file is kept beside, and said so."""
+    p = tmp_path / "station.json"
+    text = '{"source": "camera:1", "thresholds": {"BENDNG": 0.3}, "archive_dir": "/data/archive",}'
+    p.write_text(text)
+    assert main(["--headless", "--config", str(p), "--source", "sim", "--frames", "1", "--save-config", "--quiet"]) in (
+        0,
+        1,
+    )
+    kept = list(tmp_path.glob("station.json.unread-*"))
+    assert len(kept) == 1 and kept[0].read_text() == text
+    assert f"the old file is kept as {kept[0]}" in capsys.readouterr().err
+    assert load_config(p) == (load_config(p)[0], []) and load_config(p)[0].source == "sim"
+    assert save_config(StationConfig(), p) is None  # a file that loads cleanly is not copied again
+    assert len(list(tmp_path.glob("station.json.unread-*"))) == 1
+    p.write_text(json.dumps({"sim_fps": 5, "thresholds": {"BENDNG": 7}}))  # valid JSON, a bad value
+    assert save_config(StationConfig(), p) is not None
+
+
+def test_a_threshold_of_zero_is_a_settings_error_not_a_crash(tmp_path, capsys):
+    """The verdict rule takes thresholds in (0, 1]; 0 passed the settings check and then stopped
+    inference with a traceback."""
+    assert main(["--headless", "--config", str(tmp_path / "s.json"), "--source", "sim", "--threshold", "BENDNG=0"]) == 2
+    err = capsys.readouterr().err
+    assert "thresholds.BENDNG: 0 would flag every frame" in err and "Traceback" not in err
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"thresholds": {"NUKENG": 0, "BENDNG": 0.4}}))
+    cfg, problems = load_config(p)
+    assert cfg.thresholds == {} and "NUKENG: 0 would flag every frame" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--headless", "--trigger", "key"], "trigger: key is the window's Trigger button"),
+        (["--trigger", "stdin"], "trigger: stdin is for headless runs"),
+        (["--frames", "3"], "--frames and --quiet apply to --headless runs only"),
+    ],
+)
+def test_a_trigger_nothing_can_pull_is_refused(tmp_path, capsys, argv, msg, monkeypatch):
+    """A headless run told to wait for the window's key (or the window for stdin) waited forever
+    with no message."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert main(["--config", str(tmp_path / "s.json"), "--source", "sim", *argv]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_save_config_keeps_full_paths_and_not_the_headless_pace(tmp_path, monkeypatch):
+    """--save-config writes what a station started anywhere can use: relative folders made full,
+    and the headless runs' unpaced simulator left out (the window would run unpaced)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "arch").mkdir()
+    p = tmp_path / "s.json"
+    argv = ["--headless", "--config", str(p), "--source", "sim", "--archive", "arch", "--frames", "1", "--quiet"]
+    main([*argv, "--save-config"])
+    saved = json.loads(p.read_text())
+    assert saved["archive_dir"] == str(tmp_path / "arch")
+    assert saved["sim_fps"] == StationConfig().sim_fps

@@ -116,6 +116,27 @@ def test_the_command_line_switch_refuses_a_bundle_that_does_not_load(tmp_path, c
     assert load_config(path)[0].model_history == ["Z"]
 
 
+def test_the_command_line_switch_saves_a_full_path_and_takes_no_other_setting(tmp_path, capsys, monkeypatch):
+    """`--switch-model runs/x/bundle` from the repo saved the relative path, which a station started
+    elsewhere (a desktop launcher, autostart) cannot find; other flags beside it were dropped
+    silently (a --part given was not the part the bundle was checked against)."""
+    from pathlib import Path
+
+    from edge_app.__main__ import main
+    from edge_app.settings import load_config
+
+    repo = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(repo)
+    path = tmp_path / "station.json"
+    assert main(["--config", str(path), "--switch-model", "models/default", "--threshold", "BENDNG=0.3"]) == 2
+    assert "--switch-model changes only the model" in capsys.readouterr().err and not path.exists()
+    assert main(["--config", str(path), "--switch-model", "models/default"]) == 0
+    assert load_config(path)[0].model == str(repo / "models" / "default")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(path), "--rollback-model", "--part", "default"]) == 2
+    assert "--rollback-model changes only the model" in capsys.readouterr().err
+
+
 @pytest.mark.gui
 def test_the_window_switches_and_rolls_back_and_saves_the_history(qtbot, tmp_path):
     from edge_app.settings import load_config
