@@ -60,7 +60,7 @@ class ThreadedServer:
             failure.append("the server did not start in time")
         if failure:
             self.close()
-            raise PlcServerError(f"plc_port: cannot listen on {self.host}:{self.port} ({failure[0]})")
+            raise PlcServerError(f"plc_host/plc_port: cannot listen on {self.host}:{self.port} ({failure[0]})")
         self.hs.endpoint = self.describe()
 
     def _run(self, ready: threading.Event, failure: list[str]) -> None:
