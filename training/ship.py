@@ -208,7 +208,12 @@ def _reproduce(spec: dict[str, Any], blender_n: int | None = None) -> list[str]:
     lines = [
         f"# stage 1 made {tc['init_from']}: python -m training.train && python -m training.ship; stage 2 starts from it"
     ]
-    if seen:
+    if seen and tc["data"].get("mix_set"):  # named sets (one or several): rendered on first use, as above
+        sets.append(f"data.mix_set={tc['data']['mix_set']}")
+        if tc["data"].get("mix_n"):
+            sets.append(f"data.mix_n={tc['data']['mix_n']}")
+        lines.append(f"# renders the {seen[0]} Blender frames on first use (make blender-venv; ~3-4 s a frame)")
+    elif seen:
         sets.append(f"data.mix_folder={seen[1]}")
         lines.append(render_blender)
     lines += [

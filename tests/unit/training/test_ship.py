@@ -70,7 +70,7 @@ def test_a_run_with_blender_frames_says_so_and_how_to_remake_it(tmp_path):
 def test_two_mixed_blender_sets_add_up_on_the_card(tmp_path):
     """`data.mix_set=blender-train,blender-train-b`: the run records both folders comma-separated;
     the card counts every Blender frame and names both sets, and the Blender test row is not unseen."""
-    from training.ship import _stages, blender_frames
+    from training.ship import _reproduce, _stages, blender_frames
 
     folders = []
     for seed in (757575, 767676):
@@ -85,6 +85,13 @@ def test_two_mixed_blender_sets_add_up_on_the_card(tmp_path):
     assert (
         "+ 4000 Blender frames (`blender-train-default-x-757575-2000`, `blender-train-default-x-767676-2000`)" in stage
     )
+    # a second stage on both sets is remade by naming them, not by one "folder" of two paths
+    spec["train_config"] = {**spec["train_config"], "init_from": "models/default/model.safetensors"}
+    spec["train_config"]["data"] = {**spec["train_config"]["data"], "mix_set": "blender-train,blender-train-b"}
+    spec["train_config"]["epochs"] = 5
+    cmds = "\n".join(_reproduce(spec))
+    assert "--set data.mix_set=blender-train,blender-train-b" in cmds and "mix_folder" not in cmds
+    assert "renders the 4000 Blender frames on first use" in cmds and "training.blender --out" not in cmds
 
 
 def test_a_one_stage_run_is_remade_by_the_settings_it_changed(tmp_path):
