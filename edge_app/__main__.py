@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if kept is not None:
-            print(f"note: {config_path} did not load cleanly; the old file is kept as {kept}", file=sys.stderr)
+        _say_kept(config_path, kept)
     if args.headless:
         from edge_app.headless import run
 
@@ -231,10 +230,15 @@ def switch_model(folder: str | None, file_cfg: StationConfig, config_path: Path)
     except SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if kept is not None:
-        print(f"note: {config_path} did not load cleanly; the old file is kept as {kept}", file=sys.stderr)
+    _say_kept(config_path, kept)
     print(f"{msg}; saved to {config_path}")
     return 0
+
+
+def _say_kept(config_path: Path, kept: Path | None) -> None:
+    """The note that a settings file which did not load was kept beside before being saved over."""
+    if kept is not None:
+        print(f"note: {config_path} did not load cleanly; the old file is kept as {kept}", file=sys.stderr)
 
 
 def _display_available() -> bool:
