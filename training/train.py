@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -125,6 +126,10 @@ class TrainConfig:
     weight_decay: float = option(0.05, "AdamW weight decay", bounds=(0, 1))
     warmup_steps: int = option(150, "linear warm-up steps", bounds=(0, 10**6))
     grad_clip: float = option(1.0, "gradient norm clip", bounds=(0, 1000))
+    ema_decay: float = option(
+        0.0, "0: off; else validate and save a moving average of the weights with this decay (e.g. 0.9995)",
+        bounds=(0, 0.99999),
+    )  # fmt: skip
     defect_weight: float = option(4.0, "dense loss weight of tokens on a defective pin", bounds=(0, 1000))
     pin_map_weight: float = option(0.5, "weight of the pin-map loss", bounds=(0, 1000))
     image_weight: float = option(0.5, "weight of the multiple-instance image loss", bounds=(0, 1000))
@@ -645,6 +650,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_s) // cfg.batch_size)
     lr_at = _lr_schedule(cfg, steps_per_epoch * cfg.epochs)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    kept = ema.module if ema else model  # what is validated and saved
     bf16 = use_bf16(cfg.amp)
     print(f"precision: {'bf16 autocast' if bf16 else 'float32'} (amp={cfg.amp}; CPU {isa_text()})")
     rng = np.random.default_rng(cfg.seed)
@@ -654,10 +661,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     with open(run / "log.jsonl", "w") as log:
         for epoch in range(1, cfg.epochs + 1):
             t_epoch = time.time()
-            losses = _epoch(model, opt, train_s, ispec, cfg, rng, lr_at, step, bf16, epoch, steps_per_epoch, progress)
+            losses = _epoch(
+                model, opt, train_s, ispec, cfg, rng, lr_at, step, bf16, epoch, steps_per_epoch, progress, ema
+            )
             step += len(losses)
             train_time += time.time() - t_epoch
-            val = _validate(model, val_s, ispec)
+            val = _validate(kept, val_s, ispec)
             rec = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "val": val,
                    "elapsed_s": round(time.time() - t_start, 1)}  # fmt: skip
             history.append(rec)
@@ -687,7 +696,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "collapsed": stopped,
         "train_seconds": round(elapsed, 1),
     }
-    save_checkpoint(run / "model.safetensors", model, spec)
+    save_checkpoint(run / "model.safetensors", kept, spec)
     summary = {
         "run": str(run),
         "elapsed_s": round(elapsed, 1),
@@ -706,10 +715,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
 def _epoch(
     model: PinViT, opt: Any, train_s: Samples, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator,
-    lr_at: Any, step: int, bf16: bool, epoch: int, steps: int, progress: bool,
+    lr_at: Any, step: int, bf16: bool, epoch: int, steps: int, progress: bool, ema: ModelEmaV3 | None = None,
 ) -> list[float]:  # fmt: skip
     """One pass over the training set in a fresh random order, from global step `step`; the loss
-    of every batch."""
+    of every batch. `ema`, if given, follows the weights after every step."""
     model.train()
     order = rng.permutation(len(train_s))
     losses: list[float] = []
@@ -725,6 +734,8 @@ def _epoch(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model, step=step + b)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step + b + 1):.1e}")
     return losses

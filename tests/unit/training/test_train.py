@@ -190,6 +190,34 @@ def test_training_on_relabelled_frames_without_meta_logs_a_finite_loss(tmp_path)
     assert summary["train_images_per_s"] > 0 and summary["precision"] == "float32"
 
 
+def test_ema_decay_validates_and_saves_the_average_of_the_weights_not_the_last_ones(tmp_path):
+    """Two runs alike but for `--set ema_decay`: the same steps are taken (the average does not
+    steer training), and the averaged run saves weights that lag behind the plain run's last ones,
+    nearer where training started."""
+    from models.checkpoint import load_checkpoint
+    from training.train import train
+
+    folder = tmp_path / "frames"
+    generate(SPEC, SynthConfig(n=24, seed=5), folder, progress=False)
+    base = [f"data.folder={folder}", f"data.val_folder={folder}", f"out={tmp_path}", "epochs=2", "batch_size=8",
+            "warmup_steps=1", "lr=0.01", "amp=off", 'model_overrides={"depth": 1}', "workers=1",
+            "collapse_after=99"]  # fmt: skip
+    cfg = resolve_config(None, None, [*base, "name=plain"])
+    train(cfg, progress=False)
+    train(resolve_config(None, None, [*base, "name=ema", "ema_decay=0.99"]), progress=False)
+    torch.manual_seed(cfg.seed)  # train() seeds the same way before it builds the model
+    start = build(cfg.model, {**cfg.model_overrides, "n_pins": SPEC.n_pins}).state_dict()
+    plain = load_checkpoint(tmp_path / "plain" / "model.safetensors")[0].state_dict()
+    ema = load_checkpoint(tmp_path / "ema" / "model.safetensors")[0].state_dict()
+
+    def moved(w):
+        return sum(float((w[k].float() - start[k].float()).norm()) for k in start if start[k].is_floating_point())
+
+    assert moved(plain) > 0 and moved(ema) < 0.97 * moved(plain), (moved(ema), moved(plain))
+    logs = [json.loads((tmp_path / n / "log.jsonl").read_text().splitlines()[-1]) for n in ("plain", "ema")]
+    assert logs[0]["train_loss"] == pytest.approx(logs[1]["train_loss"], rel=1e-6)
+
+
 def test_camera_augment_moves_the_pin_positions_with_the_image():
     from training.train import camera_augment
 
