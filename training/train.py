@@ -127,9 +127,11 @@ class TrainConfig:
     warmup_steps: int = option(150, "linear warm-up steps", bounds=(0, 10**6))
     grad_clip: float = option(1.0, "gradient norm clip", bounds=(0, 1000))
     ema_decay: float = option(
-        0.0, "0: off; else validate and save a moving average of the weights with this decay (e.g. 0.9995)",
+        0.0, "0: off; else validate and save an average of the weights: their plain mean from ema_start on, "
+        "an exponential one with this decay once the mean spans 1/(1 - decay) steps (e.g. 0.9995)",
         bounds=(0, 0.99999),
     )  # fmt: skip
+    ema_start: float = option(0.5, "share of the run's steps before the weights are averaged", bounds=(0, 1))
     defect_weight: float = option(4.0, "dense loss weight of tokens on a defective pin", bounds=(0, 1000))
     pin_map_weight: float = option(0.5, "weight of the pin-map loss", bounds=(0, 1000))
     image_weight: float = option(0.5, "weight of the multiple-instance image loss", bounds=(0, 1000))
@@ -650,7 +652,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_s) // cfg.batch_size)
     lr_at = _lr_schedule(cfg, steps_per_epoch * cfg.epochs)
-    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    ema = None
+    if cfg.ema_decay:  # timm's warm-up with power 1 and gamma 1: decay 1 - 1/(1 + n), a running mean
+        start = int(cfg.ema_start * steps_per_epoch * cfg.epochs)
+        ema = ModelEmaV3(model, cfg.ema_decay, update_after_step=start, use_warmup=True, warmup_power=1.0)
     kept = ema.module if ema else model  # what is validated and saved
     bf16 = use_bf16(cfg.amp)
     print(f"precision: {'bf16 autocast' if bf16 else 'float32'} (amp={cfg.amp}; CPU {isa_text()})")
