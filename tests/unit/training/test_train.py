@@ -191,11 +191,12 @@ def test_training_on_relabelled_frames_without_meta_logs_a_finite_loss(tmp_path)
 
 
 def test_ema_decay_validates_and_saves_the_average_of_the_weights_not_the_last_ones(tmp_path):
-    """Two runs alike but for `--set ema_decay`: the same steps are taken (the average does not
-    steer training), and the averaged run saves weights that lag behind the plain run's last ones,
-    nearer where training started."""
+    """Runs alike but for `--set ema_decay` / `ema_start`: the same steps are taken (the average
+    does not steer training); averaged from the start, the saved weights lag behind the plain run's
+    last ones, nearer where training started; averaged from halfway, they lag less; from the end,
+    they are the last ones. What is logged as validation is the saved model's."""
     from models.checkpoint import load_checkpoint
-    from training.train import train
+    from training.train import _validate, train
 
     folder = tmp_path / "frames"
     generate(SPEC, SynthConfig(n=24, seed=5), folder, progress=False)
@@ -204,18 +205,24 @@ def test_ema_decay_validates_and_saves_the_average_of_the_weights_not_the_last_o
             "collapse_after=99"]  # fmt: skip
     cfg = resolve_config(None, None, [*base, "name=plain"])
     train(cfg, progress=False)
-    train(resolve_config(None, None, [*base, "name=ema", "ema_decay=0.99", "ema_start=0"]), progress=False)
+    for name, start in (("ema0", 0), ("ema05", 0.5), ("ema1", 1)):
+        train(resolve_config(None, None, [*base, f"name={name}", "ema_decay=0.99", f"ema_start={start}"]), False)
     torch.manual_seed(cfg.seed)  # train() seeds the same way before it builds the model
-    start = build(cfg.model, {**cfg.model_overrides, "n_pins": SPEC.n_pins}).state_dict()
-    plain = load_checkpoint(tmp_path / "plain" / "model.safetensors")[0].state_dict()
-    ema = load_checkpoint(tmp_path / "ema" / "model.safetensors")[0].state_dict()
+    first = build(cfg.model, {**cfg.model_overrides, "n_pins": SPEC.n_pins}).state_dict()
+    models = {n: load_checkpoint(tmp_path / n / "model.safetensors") for n in ("plain", "ema0", "ema05", "ema1")}
+    w = {n: m.state_dict() for n, (m, _) in models.items()}
 
-    def moved(w):
-        return sum(float((w[k].float() - start[k].float()).norm()) for k in start if start[k].is_floating_point())
+    def moved(name):
+        return sum(float((w[name][k] - first[k]).norm()) for k in first if first[k].is_floating_point())
 
-    assert moved(plain) > 0 and moved(ema) < 0.97 * moved(plain), (moved(ema), moved(plain))
-    logs = [json.loads((tmp_path / n / "log.jsonl").read_text().splitlines()[-1]) for n in ("plain", "ema")]
-    assert logs[0]["train_loss"] == pytest.approx(logs[1]["train_loss"], rel=1e-6)
+    assert 0 < moved("ema0") < moved("ema05") < moved("plain"), {n: moved(n) for n in w}
+    assert moved("ema0") < 0.97 * moved("plain")
+    assert all(torch.equal(w["ema1"][k], w["plain"][k]) for k in first)
+    logs = {n: [json.loads(r) for r in (tmp_path / n / "log.jsonl").read_text().splitlines()] for n in w}
+    assert all(logs[n][-1]["train_loss"] == pytest.approx(logs["plain"][-1]["train_loss"], rel=1e-6) for n in w)
+    ema, spec = models["ema0"]
+    val_s = load_folder(folder, InputSpec(**spec["input"]), workers=1, progress=False)
+    assert _validate(ema, val_s, InputSpec(**spec["input"]))["confusion"] == logs["ema0"][-1]["val"]["confusion"]
 
 
 def test_camera_augment_moves_the_pin_positions_with_the_image():
