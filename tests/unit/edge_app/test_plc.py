@@ -202,10 +202,10 @@ def test_a_trigger_inspects_the_first_frame_captured_after_it_on_a_live_camera()
     reads = []
     real_read = src.read
 
-    def read():
+    def read():  # the pipeline stamps its read a moment before this one starts
         t = time.perf_counter()
         f = real_read()
-        reads.append((t, f.index))
+        reads.append((t, time.perf_counter(), f.index))
         return f
 
     src.read = read
@@ -220,8 +220,12 @@ def test_a_trigger_inspects_the_first_frame_captured_after_it_on_a_live_camera()
             time.sleep(0.001)
         r = results[-1]
         assert r.trigger is t and r.frame.t_capture >= t.t and r.trigger_ms >= 0
-        first_after = min(i for tr, i in reads if tr >= t.t)
-        assert r.frame.index == first_after  # never an older buffered frame
+        # never an older buffered frame: the frame's read began after the trigger...
+        taken = next(k for k, (_, _, i) in enumerate(reads) if i == r.frame.index)
+        assert reads[taken][0] >= t.t
+        # ...and none was skipped that surely did: a read begun after the one before it ended
+        ended_after = next(k for k, (_, end, _) in enumerate(reads) if end >= t.t)
+        assert taken <= ended_after + 1, (taken, ended_after)
         time.sleep(0.03)
     pipe.stop()
     assert len(results) == 10 and rt.calls == 10
@@ -235,7 +239,8 @@ class FlakyCamera(SimSource):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.unplugged = threading.Event()
-        self.read_s = 0.0  # how long a read takes (the exposure), checked for unplugging at its end
+        self.exposed = threading.Event()  # a read (the exposure) ends only once this is set...
+        self.exposed.set()  # ...and is checked for unplugging at its end
 
     def open(self):
         if self.unplugged.is_set():
@@ -243,7 +248,7 @@ class FlakyCamera(SimSource):
         super().open()
 
     def read(self):
-        time.sleep(self.read_s)
+        assert self.exposed.wait(30), "the test never ended the exposure"
         if self.unplugged.is_set():
             raise SourceError("camera 9: no frame (unplugged)")
         return super().read()
@@ -290,11 +295,12 @@ def test_camera_fault_mid_cycle_gives_fault_within_one_cycle_and_recovery_clears
     st, plc, src, port, verdicts = modbus_station
     for _ in range(5):
         assert cycle(plc).signals["FaultCode"] == 0
-    src.read_s = 0.3
     wait_for(plc, "Ready", 1, 5)
+    src.exposed.clear()  # every frame from now on is still being exposed until the test says
     plc.write(Trigger=True)
-    wait_for(plc, "Busy", 1, 1)
+    wait_for(plc, "Busy", 1, 5)
     src.unplugged.set()  # during the cycle: the frame for this trigger is still being exposed
+    src.exposed.set()
     bits = wait_for(plc, "ResultValid", 1, 3)  # answered, not left hanging
     im = plc.read()
     assert im["Result"] == ResultCode.NO_RESULT and im["OK"] == 0 and im["NG"] == 0
@@ -309,7 +315,6 @@ def test_camera_fault_mid_cycle_gives_fault_within_one_cycle_and_recovery_clears
     plc.write(Trigger=True)  # ignored, counted
     plc.write(Trigger=False)
     assert st.plc.handshake.ignored == 1
-    src.read_s = 0.0
     src.unplugged.clear()
     bits = wait_for(plc, "Ready", 1, 10)
     assert bits["Fault"] == 0 and plc.read()["FaultCode"] == 0

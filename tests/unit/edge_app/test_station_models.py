@@ -37,10 +37,10 @@ def station(tmp_path, loads, **kw):
         with lock:
             seen.append(r.model)
 
-    cfg = StationConfig(
-        source="sim", sim_fps=200, sim_pool=4, model="A", archive_dir=str(tmp_path / "archive"),
-        archive_ok_every=1, archive_ok_per_hour=0, thresholds={"BENDNG": 0.7}, **kw,
-    )  # fmt: skip
+    cfg = StationConfig(**{
+        "source": "sim", "sim_fps": 200, "sim_pool": 4, "model": "A", "archive_dir": str(tmp_path / "archive"),
+        "archive_ok_every": 1, "archive_ok_per_hour": 0, "thresholds": {"BENDNG": 0.7}, **kw,
+    })  # fmt: skip
     return Station(cfg, on_result=on_result, load_runtime=loader(loads)), seen
 
 
@@ -166,9 +166,11 @@ def test_the_window_switches_and_rolls_back_and_saves_the_history(qtbot, tmp_pat
 def test_reset_counters_zeroes_the_session_and_the_run_and_max_frames_counts_from_there(tmp_path):
     """The PLC's reset (and the window's) restarts both counts; a run with max_frames then
     inspects that many more frames, as `headless --frames` with a PLC reset mid-run does."""
-    st, seen = station(tmp_path, [], archive_enabled=False)
+    # 25 frames a second: a frame or two may land between two lines of this test on a busy CPU,
+    # never ten
+    st, seen = station(tmp_path, [], archive_enabled=False, sim_fps=25)
     assert st.start(max_frames=40, keep_all_latencies=True)
-    wait_for(seen, "fake A", n=10)
+    wait_for(seen, "fake A", n=10, timeout=20)
     counted = st.pipeline.stats.n
     st.reset_counters()
     before = len(seen)
