@@ -37,11 +37,14 @@ def test_every_flag_sets_its_config_field(monkeypatch):
     argv = ["--checkpoint", "c.safetensors", "--out", "b", "--models", "onnxruntime/fp32,openvino/fp32"]
     argv += ["--calib-n", "10", "--eval-n", "20", "--eval-seed", "3", "--no-gate", "--float-stem"]
     argv += ["--reduce-range", "--max-drop", "1.5", "--ort-calibration", "entropy", "--name", "line 4"]
+    argv += ["--max-escape-rise", "0.25", "--max-overkill-rise", "0.75", "--calib", "cal", "--calib-seed", "4"]
+    argv += ["--eval", "ev", "--threads", "3", "--workers", "5"]
     assert main(argv) == 0
     want = ExportConfig(
         checkpoint="c.safetensors", out="b", models=["onnxruntime/fp32", "openvino/fp32"], calib_n=10, eval_n=20,
         eval_seed=3, gate=False, quantize_stem=False, reduce_range=True, max_drop=1.5, ort_calibration="entropy",
-        name="line 4",
+        name="line 4", max_escape_rise=0.25, max_overkill_rise=0.75, calib="cal", calib_seed=4, eval="ev", threads=3,
+        workers=5,
     )  # fmt: skip
     assert seen == [want]
     assert main([]) == 0 and seen[-1] == ExportConfig()
@@ -59,3 +62,38 @@ def test_the_model_card_records_the_export_as_it_was_run(tmp_path):
     assert "python -m export.quantize --name default --float-stem   # -> the INT8" in card.read_text()
     assert card.read_text().startswith("## Reproduce\n\n```bash\n") and card.read_text().endswith("```\n")
     record_in_card(tmp_path / "nowhere", ["--name", "x"])  # no card: nothing to do
+
+
+def test_the_gate_step_applies_the_overkill_limit_it_is_given(monkeypatch, capsys):
+    """export.build's gate step passes --max-overkill-rise on: an INT8 model that rejects one more
+    good part in 200 stops the export by default and is written (and recorded) under a limit of
+    0.5 points."""
+    import pytest
+
+    import export.build as b
+    from export.evaluate import Evaluation, Row
+
+    def m(overkill):
+        return {"n": 600, "accuracy": 0.95, "ng_ok_accuracy": 0.95, "escape_rate": 0.01, "overkill_rate": overkill}
+
+    ev = Evaluation(
+        [Row("torch/fp32", m(0.0)), Row("onnxruntime/fp32", m(0.0), "torch/fp32"),
+         Row("onnxruntime/int8", m(0.005), "onnxruntime/fp32")],
+        {"onnxruntime/fp32": 1e-6},
+    )  # fmt: skip
+    monkeypatch.setattr(b, "evaluate", lambda *a, **k: ev)
+    monkeypatch.setattr(b, "format_table", lambda ev, title: title)
+
+    class Frames(list):
+        name = "evaluation"
+
+    def gate(cfg):
+        info = {}
+        b._check_and_gate(cfg, None, [], None, None, {"thresholds": {}}, None, Frames([0] * 600), info, b._Steps(1))
+        return info
+
+    with pytest.raises(b.GateFailed):
+        gate(b.ExportConfig())
+    assert "onnxruntime/int8 overkill rate 0.50% vs 0.00%" in capsys.readouterr().out
+    info = gate(b.ExportConfig(max_overkill_rise=0.5))
+    assert info["gate"]["passed"] is True and info["gate"]["max_overkill_rise"] == 0.5
