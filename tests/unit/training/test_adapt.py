@@ -137,11 +137,41 @@ def test_the_adapted_model_is_exported_as_the_base_bundle_was():
     assert adapt.export_argv(Path("/nowhere/model.safetensors"), Path("out")) == argv[:4]  # no bundle: defaults
 
 
-def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsys, monkeypatch):
-    """The hand-over path, the rule's verdict forced to "better" (the rule has its own test): the
-    checkpoint, card and record are written and export.quantize runs on them with the base's
-    export choices."""
+def _scores_by_model(monkeypatch, base, adapted_acceptance):
+    """Scores that say which model was scored: the base gets M everywhere, the adapted model a
+    better line score and `adapted_acceptance` on the acceptance set."""
+
+    def score(ckpt, folder, preds):
+        if Path(ckpt) == Path(base):
+            return dict(M)
+        line = Path(folder).parent.name == "split"  # the held-back frames: a folder in OUT/split
+        return {**M, "accuracy": 0.95, "escape_rate": 0.0} if line else {**M, "accuracy": adapted_acceptance}
+
+    monkeypatch.setattr(adapt, "_score", score)
+
+
+def test_a_model_worse_on_the_acceptance_set_is_refused_by_the_default_limit(tmp_path, capsys, monkeypatch):
+    """Better on the line, one point worse on our acceptance set (limit 0.5): nothing is handed over."""
     base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    _scores_by_model(monkeypatch, base, adapted_acceptance=0.89)
+    out = tmp_path / "out"
+    fast = ["--set", "batch_size=4", "--set", "data.val_n=6", "--set", "workers=1"]
+    rc = adapt.main(
+        ["--folder", str(_line_frames(tmp_path)), "--base", str(base), "--out", str(out), "--renders", "8"]
+        + ["--epochs", "1", "--acceptance-n", "6", "--no-export"]
+        + fast
+    )
+    err = capsys.readouterr().err
+    assert rc == adapt.EXIT_REFUSED and "acceptance set: accuracy 0.8900 more than 0.5 points below 0.9000" in err
+    assert "held-back line" not in err and not (out / "model.safetensors").exists()
+
+
+def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsys, monkeypatch):
+    """The hand-over path, with scores that say which model was scored and the real rule: better on
+    the line, 0.3 points lower on the acceptance set (within 0.5). The checkpoint, card and record
+    are written and export.quantize runs on them with the base's export choices."""
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    _scores_by_model(monkeypatch, base, adapted_acceptance=0.897)
     (base.parent / "bundle.json").write_text(
         json.dumps({"name": "tiny", "export": {"quantize_stem": False, "models": ["onnxruntime/fp32"]}})
     )
@@ -151,7 +181,6 @@ def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsy
         ran.append(cmd)
         return adapt.subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(adapt, "verdict", lambda *a: [])
     monkeypatch.setattr(adapt.subprocess, "run", fake_run)
     out = tmp_path / "out"
     fast = ["--set", "batch_size=4", "--set", "data.val_n=6", "--set", "workers=1"]
