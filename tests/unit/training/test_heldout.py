@@ -1,7 +1,10 @@
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
+from models.checkpoint import read_spec
+from models.synth.dataset import read_meta
 from training import datasets, heldout
 
 HELD_OUT_PINS = {4, 7, 13, 16, 22, 25}  # columns 4 and 7 of the default part's three rows
@@ -20,6 +23,10 @@ def test_heldout_trains_without_the_columns_and_scores_on_them_only(tmp_path, mo
     run = tmp_path / "heldout-columns"
     trained = json.loads((run / "config.json").read_text())["data"]["defect_columns"]
     assert trained and not {4, 7} & set(trained)
+    # what the model was trained on: every defect (up to 3 an image) of every training render
+    meta = read_meta(Path(read_spec(run / "model.safetensors")["data"]["train"]) / "meta.jsonl")
+    bad = [pin for m in meta for pin, _ in m["defects"]]
+    assert len(meta) == 48 and bad and not set(bad) & HELD_OUT_PINS, sorted(set(bad))
     (folder,) = (tmp_path / "data").glob("heldout-cols-4-7-*-60")
     truth = {r["file"]: r for r in csv.DictReader(open(folder / "labels.csv"))}
     ng = [r for r in truth.values() if r["label"] != "OK"]

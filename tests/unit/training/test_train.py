@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,6 +354,24 @@ def test_render_looks_set_for_training_reach_the_renders_and_old_sets_keep_their
     assert held["pin_shade"] == 1.0 and held["hard_light"] == 1.0
     assert all("shade" in m["params"] and "light" in m["params"] for m in read_meta(shaded / "meta.jsonl"))
     assert not any("shade" in m["params"] for m in read_meta(plain / "meta.jsonl"))
+
+
+def test_every_render_look_set_on_the_command_line_reaches_the_training_renders(tmp_path, monkeypatch):
+    """`--set data.<look>=1` as a user types it, through prepare_data: the training renders are
+    drawn with every look (their dataset.json and each frame's parameters say so)."""
+    from models.synth.dataset import LOOKS
+    from training import train as train_mod
+
+    monkeypatch.setenv("PININSPECT_DATA", str(tmp_path))
+    val = tmp_path / "val"
+    generate(SPEC, SynthConfig(n=3, seed=5), val, progress=False)
+    sets = ["data.n=4", "data.styles=photo=1", f"data.val_folder={val}", "workers=1"]
+    cfg = train_mod.resolve_config(None, None, sets + [f"data.{look}=1" for look in LOOKS])
+    *_, info = train_mod.prepare_data(cfg, SPEC, InputSpec(), progress=False)
+    drawn = json.loads((Path(info["train"]) / "dataset.json").read_text())
+    assert {look: drawn[look] for look in LOOKS} == dict.fromkeys(LOOKS, 1.0)
+    params = [m["params"] for m in read_meta(Path(info["train"]) / "meta.jsonl")]
+    assert len(params) == 4 and all({"shade", "light", "tip"} <= set(p) for p in params), params[0].keys()
 
 
 def test_shade_rows_set_for_training_renders_rows_apart_in_a_folder_of_its_own(tmp_path, monkeypatch):
