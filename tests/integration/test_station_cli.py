@@ -31,6 +31,7 @@ def test_bad_settings_file_is_a_warning_not_a_crash(tmp_path):
     cfg.write_text('{"sim_defect_rate": 7, "source": "sim"}')
     p = run("--headless", "--config", str(cfg), "--frames", "1", "--model", str(tmp_path / "no-model"), "--no-archive")
     assert "sim_defect_rate: 7 is outside [0.0, 1.0]; keeping 0.2" in p.stderr
+    assert p.returncode == 1 and "error: model:" in p.stderr  # it went on past the warning, to the model
     assert "Traceback" not in p.stderr
 
 

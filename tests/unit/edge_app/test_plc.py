@@ -393,7 +393,9 @@ def test_a_port_in_use_is_one_line_naming_the_setting():
         port = s.getsockname()[1]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with pytest.raises(PlcServerError, match=re.escape(f"plc_port: cannot listen on 127.0.0.1:{port}")):
+            with pytest.raises(
+                PlcServerError, match=re.escape(f"plc_host/plc_port: cannot listen on 127.0.0.1:{port}")
+            ):
                 ModbusServer(Handshake(lambda: None), "127.0.0.1", port).start()
             gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]

@@ -210,10 +210,7 @@ def test_a_settings_file_that_did_not_load_is_kept_before_it_is_overwritten(tmp_
     p = tmp_path / "station.json"
     text = '{"source": "camera:1", "thresholds": {"BENDNG": 0.3}, "archive_dir": "/data/archive",}'
     p.write_text(text)
-    assert main(["--headless", "--config", str(p), "--source", "sim", "--frames", "1", "--save-config", "--quiet"]) in (
-        0,
-        1,
-    )
+    assert main(["--headless", "--config", str(p), "--source", "sim", "--frames", "1", "--save-config", "--quiet"]) == 0
     kept = list(tmp_path.glob("station.json.unread-*"))
     assert len(kept) == 1 and kept[0].read_text() == text
     assert f"the old file is kept as {kept[0]}" in capsys.readouterr().err
