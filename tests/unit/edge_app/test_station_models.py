@@ -225,3 +225,45 @@ def test_the_live_view_circles_at_the_running_models_part_pitch(tmp_path):
         assert st.pin_radius() == round(sum(load_part("default").camera.pitch_px) / 2)
     finally:
         st.close()
+
+
+def test_the_operators_thresholds_decide_the_switched_models_verdicts(tmp_path, monkeypatch):
+    """Every frame defective and thresholds above the models' 0.96 (+ 0.02 for the other defect
+    class: the decision rule also sums them): the model switched to calls
+    every frame OK from its first verdict on; lowered back, the same model calls them NG."""
+    import edge_app.station as station_mod
+    from edge_app.sources import SimSource
+
+    src = SimSource(defect_rate=1.0, fps=100, pool=4)
+    monkeypatch.setattr(station_mod, "make_source", lambda text, cfg=None: src)
+
+    def load_runtime(cfg):
+        def load():
+            rt = FakeRuntime(src)  # answers from the simulator's truth, through the real decision rule
+            rt.info = {**rt.info, "name": "fake", "version": cfg.model}
+            return rt
+
+        return load
+
+    verdicts, models = [], []
+
+    def on_result(r):
+        verdicts.append((r.model, r.verdict.label))
+        models.append(r.model)
+
+    cfg = StationConfig(source="sim", model="A", archive_enabled=False, thresholds={"BENDNG": 0.99, "NUKENG": 0.99})
+    st = Station(cfg, on_result=on_result, load_runtime=load_runtime)
+    try:
+        assert st.start()
+        wait_for(models, "fake A")
+        assert st.switch_model("B")[0]
+        wait_for(models, "fake B", n=5)
+        assert {label for m, label in list(verdicts) if m == "fake B"} == {"OK"}
+        st.set_thresholds({"BENDNG": 0.5, "NUKENG": 0.5})
+        n = len(verdicts)
+        deadline = time.monotonic() + 10
+        while len(verdicts) < n + 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert {label for _, label in verdicts[n + 1 :]} <= {"BENDNG", "NUKENG"} and len(verdicts) > n + 1
+    finally:
+        st.close()
