@@ -80,6 +80,16 @@ def test_predict_without_torch_writes_csv_and_metrics(bundle, frames, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "onnxruntime/fp32" in r.stderr and "accuracy (3 classes)" in r.stdout
+    # each row is what the station's runtime says of that very file
+    import cv2
+
+    from models.runtime import Runtime
+
+    rt = Runtime(bundle, backend="onnxruntime", precision="fp32")
+    for row in csv.DictReader(open(out)):
+        (v,) = rt.infer(cv2.imread(str(frames / "images" / row["file"])))
+        assert (row["label"], int(row["pin"])) == (v.label, v.pin), row["file"]
+        assert float(row["score_OK"]) == pytest.approx(v.scores["OK"], abs=1e-4), row["file"]
 
 
 def _refused(r, name):
