@@ -1,7 +1,10 @@
 import csv
+import json
+import math
 import subprocess
 import sys
 
+from models.checkpoint import read_spec
 from models.part import load_part
 from models.synth.dataset import SynthConfig, generate
 
@@ -36,8 +39,12 @@ def test_train_then_evaluate_cli(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "runs" / "t"
-    for name in ["config.json", "log.jsonl", "curves.png", "confusion.png", "model.safetensors"]:
+    for name in ["config.json", "curves.png", "confusion.png"]:
         assert (run / name).exists(), name
+    (log,) = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log["epoch"] == 1 and math.isfinite(log["train_loss"]) and log["val"]["n"] == 6
+    spec = read_spec(run / "model.safetensors")
+    assert spec["epochs_run"] == 1 and spec["data"]["train"] == str(tmp_path / "t")
     r = subprocess.run(
         [
             sys.executable,
@@ -61,6 +68,10 @@ def test_train_then_evaluate_cli(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert list(rows[0]) == ["file", "label", "pin", "score_BENDNG", "score_NUKENG", "score_OK"]
     assert len(rows) == 6 and len(list((tmp_path / "hm").glob("*.jpg"))) == 6
+    truth = {r["file"]: r["label"] for r in csv.DictReader(open(tmp_path / "v" / "labels.csv"))}
+    assert sorted(row["file"] for row in rows) == sorted(truth)
+    right = sum(row["label"] == truth[row["file"]] for row in rows)
+    assert f"accuracy (3 classes)  {right / 6:.4f}   (n=6)" in r.stdout  # what it printed is what it wrote
     r = subprocess.run(
         [
             sys.executable,
