@@ -1,5 +1,6 @@
 import io
 import json
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -60,11 +61,10 @@ def test_headless_sim_verdicts_match_truth_at_the_fakes_accuracy(fake_runtime, t
         right = rt.is_right(r["frame"] % 20)
         assert (r["label"] == truth.label and r["pin"] == truth.pin) == right
     expected = sum(rt.is_right(i % 20) for i in range(100)) / 100
-    assert summary["accuracy"]["label"] == pytest.approx(expected)
-    assert 0.8 <= expected <= 1.0
-    assert summary["frames"] == 100 and summary["fps"] > 0 and summary["dropped"] == 0
+    assert expected < 1 and summary["accuracy"]["label"] == pytest.approx(expected)  # the fake errs, and it is seen
+    assert summary["frames"] == 100 and summary["dropped"] == 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
-    assert sum(summary["counts"].values()) == 100
+    assert summary["counts"] == dict(Counter(r["label"] for r in records))
     ng = sum(1 for r in records if r["label"] != "OK")
     assert ng > 0 and summary["archive"].startswith(f"{ng} NG frames saved")
     assert len(list((tmp_path / "a" / "images").iterdir())) == ng

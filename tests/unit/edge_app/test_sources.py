@@ -261,4 +261,3 @@ def test_the_station_rides_out_an_unplugged_camera(device):
     assert SourceState.DISCONNECTED in seen
     assert seen.index(SourceState.DISCONNECTED) < len(seen) - 1 - seen[::-1].index(SourceState.RUNNING)
     assert all(r.frame.image.shape == (480, 640, 3) for r in results)
-    assert all(r.verdict.label == "OK" for r in results)
