@@ -59,9 +59,13 @@ def test_pin_map_is_geometric(tiny_data):
         assert (defect != 2).sum() >= 1 and pin in set(pinmap[defect != 2])
 
 
-@pytest.mark.parametrize("amp", ["off", "auto"])
+@pytest.mark.parametrize("amp", ["off", "bf16", "auto"])
 def test_a_few_steps_lower_the_loss(tiny_data, amp):
-    """float32, and whatever the default picks on this CPU (bf16 only where it is native)."""
+    """float32, bf16 autocast (emulated, slower, where the CPU has no BF16: still right), and
+    whatever the default picks on this CPU (bf16 only where it is native)."""
+    from models.cpu import has_native_bf16
+
+    assert use_bf16(amp) == {"off": False, "bf16": True, "auto": has_native_bf16()}[amp]
     torch.manual_seed(0)
     cfg = TrainConfig(aug_shift_px=0, aug_color=0)
     model = build("pinvit_tiny_cs16", {"depth": 2})
