@@ -176,6 +176,9 @@ def test_thresholds_set_in_the_window_before_start_decide_the_first_frames(windo
     win.stop()
     assert set(seen) == {"OK"}, seen
     assert holder["rt"].thresholds == {"BENDNG": 0.99, "NUKENG": 0.99}
+    # the fake knew every frame (all defective), so OK came from the thresholds, not from its default
+    rt = holder["rt"]
+    assert rt.seen and set(rt.seen) <= {id(img) for img, _ in rt.source.pool}
 
 
 def test_the_counts_are_never_cut_off_in_a_1280x800_window(window, qtbot):
