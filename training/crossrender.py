@@ -8,17 +8,22 @@ renderer or a mix of both and then scores it on each:
   python -m training.crossrender score --checkpoint runs/x/model.safetensors --sets blender-select --n 300
   python -m training.crossrender train --on blender --set epochs=10     # Blender -> procedural
   python -m training.crossrender train --on mix                          # both -> each
+  python -m training.crossrender total runs/crossrender/a_*.json runs/crossrender/b_*.json
 
 Every row reports 3-class accuracy, NG vs OK, escape (defective called OK), overkill (good
 called NG), pin named, and missing pins (height <= 10%: only the hole shows), which must never
 be called OK. Sets come from training.datasets (rendered once into data/, then reused); the
 Blender renderer needs `make blender-venv`. Test sets are for scoring; choose recipes on the
-selection sets (`--sets procedural-select,blender-select`).
+selection sets (`--sets procedural-select,blender-select`). `total` adds up the rows that `score
+--json` wrote, per model: escapes, overkills and wrong NG/OK calls over several sets (how the
+shipped run was chosen, docs/ablation.md).
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,49 @@ def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
     return "\n".join(lines)
 
 
+def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
+    """Per checkpoint, the sets and counts of the `score --json` files given: images, escapes of
+    defective, overkills of good, wrong NG/OK calls, missing pins called OK. ValueError naming a
+    file that is not such a record."""
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"sets": [], "n": 0, "escapes": 0, "defective": 0, "overkills": 0, "good": 0, "missing": 0,
+                 "missing_ok": 0}
+    )  # fmt: skip
+    for f in files:
+        try:
+            record = json.loads(Path(f).read_text())
+            checkpoint, rows = record["checkpoint"], record["rows"]
+            for r in rows:
+                (b, n, ok) = r["confusion"]  # truth BENDNG, NUKENG, OK; predicted in the same order
+                t = out[checkpoint]
+                t["sets"].append(f"{r['set']} {r['n']}")
+                t["n"] += r["n"]
+                t["escapes"] += b[2] + n[2]
+                t["defective"] += sum(b) + sum(n)
+                t["overkills"] += ok[0] + ok[1]
+                t["good"] += sum(ok)
+                t["missing"] += r.get("missing_pins", {}).get("n", 0)
+                t["missing_ok"] += r.get("missing_pins", {}).get("escapes", 0)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{f}: not a record of crossrender score --json ({type(e).__name__}: {e})") from None
+    for t in out.values():
+        t["wrong"] = t["escapes"] + t["overkills"]
+    return dict(out)
+
+
+def format_totals(tot: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| model | sets | images | escapes | overkills | wrong NG/OK | missing pins called OK |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ckpt, t in tot.items():
+        lines.append(
+            f"| {ckpt} | {', '.join(t['sets'])} | {t['n']} | {t['escapes']} of {t['defective']} | "
+            f"{t['overkills']} of {t['good']} | {t['wrong']} | {t['missing_ok']} of {t['missing']} |"
+        )
+    return "\n".join(lines)
+
+
 def train_on(renderer: str, sets: list[str], part: str, n_blender: int | None, progress: bool) -> Path:
     """Train the default recipe on `renderer`'s frames (blender, or the renders plus Blender frames
     for mix) and return the checkpoint."""
@@ -97,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("models/default/model.safetensors"),
         help="model weights to score (default: the shipped model, models/default/model.safetensors)",
     )
+    to = sub.add_parser("total", help="add up score --json files per model: escapes, overkills, wrong calls")
+    to.add_argument("files", type=Path, nargs="+", help="JSON files written by score --json")
     tr = sub.add_parser("train", help="train on one renderer (or a mix), then score on each")
     tr.add_argument("--on", choices=TRAIN_ON, required=True, help="frames to train on")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
@@ -112,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bars, only the table")
     args = ap.parse_args(argv)
+    if args.cmd == "total":
+        try:
+            print(format_totals(totals(args.files)))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:
         for name in names:

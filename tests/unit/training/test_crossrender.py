@@ -68,3 +68,29 @@ def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
     assert (dense[6:][ok] == CLASSES.index("OK")).all() and (dense[6:][~ok] == -100).all() and (dense[:6] >= 0).all()
     assert (batch["image_label"].numpy() == mixed.labels).all()
     json.dumps(mixed.files)  # file names stay plain strings
+
+
+def test_total_adds_up_score_records_per_model(tmp_path, capsys):
+    """`crossrender total` over the JSON that `score --json` writes: per model, the escapes,
+    overkills and wrong NG/OK calls of all its sets, counted from each row's confusion matrix."""
+
+    def record(name, checkpoint, confusion, missing):
+        row = {"set": name, "n": sum(map(sum, confusion)), "confusion": confusion, "missing_pins": missing}
+        path = tmp_path / f"{name}-{checkpoint.replace('/', '_')}.json"
+        path.write_text(json.dumps({"checkpoint": checkpoint, "rows": [row]}))
+        return str(path)
+
+    files = [
+        record("a", "m1", [[60, 5, 2], [3, 60, 1], [1, 0, 40]], {"n": 9, "escapes": 1}),
+        record("b", "m1", [[30, 0, 4], [0, 30, 0], [2, 2, 30]], {"n": 4, "escapes": 0}),
+        record("a", "m2", [[67, 0, 0], [0, 64, 0], [0, 0, 41]], {"n": 9, "escapes": 0}),
+    ]
+    assert crossrender.main(["total", *files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| m1 | a 172, b 98 | 270 | 7 of 195 | 5 of 75 | 12 | 1 of 13 |"
+    assert out[3] == "| m2 | a 172 | 172 | 0 of 131 | 0 of 41 | 0 | 0 of 9 |"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    assert crossrender.main(["total", files[0], str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "not a record of crossrender score --json" in err[0]
