@@ -9,6 +9,20 @@ import numpy as np
 from models.part import CLASSES
 
 
+def confusion_counts(confusion: list[list[int]]) -> dict[str, int]:
+    """The counts behind escape and overkill rates, from a confusion matrix (rows: true, columns:
+    predicted, in CLASSES order): escapes of defective, overkills of good."""
+    cm = np.asarray(confusion, int)
+    ok = CLASSES.index("OK")
+    ng = [i for i in range(len(CLASSES)) if i != ok]
+    return {
+        "escapes": int(cm[ng, ok].sum()),
+        "defective": int(cm[ng].sum()),
+        "overkills": int(cm[ok, ng].sum()),
+        "good": int(cm[ok].sum()),
+    }
+
+
 def metrics(
     labels: np.ndarray,
     pred: np.ndarray,
@@ -35,10 +49,7 @@ def metrics(
         "predicted_share": {c: float(cm[:, i].sum() / max(1, cm.sum())) for i, c in enumerate(CLASSES)},
         "confusion": cm.tolist(),
         # the counts behind the rates: on a few dozen frames one frame moves a rate by points
-        "escapes": int((ng_true & ~ng_pred).sum()),
-        "defective": int(ng_true.sum()),
-        "overkills": int((~ng_true & ng_pred).sum()),
-        "good": int((~ng_true).sum()),
+        **confusion_counts(cm.tolist()),
     }
     if true_pins is not None and pred_pins is not None and ng_true.any():
         tp, pp = np.asarray(true_pins), np.asarray(pred_pins)

@@ -30,6 +30,7 @@ from typing import Any
 from models.checkpoint import CheckpointError
 from models.cli import command_parser, write_json
 from models.labels import LabelsError
+from models.metrics import confusion_counts
 from models.part import PartSpecError, load_part
 from training import datasets
 from training.evaluate import evaluate
@@ -90,14 +91,11 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
             record = json.loads(Path(f).read_text())
             checkpoint, rows = record["checkpoint"], record["rows"]
             for r in rows:
-                (b, n, ok) = r["confusion"]  # truth BENDNG, NUKENG, OK; predicted in the same order
                 t = out[checkpoint]
                 t["sets"].append(f"{r['set']} {r['n']}")
                 t["n"] += r["n"]
-                t["escapes"] += b[2] + n[2]
-                t["defective"] += sum(b) + sum(n)
-                t["overkills"] += ok[0] + ok[1]
-                t["good"] += sum(ok)
+                for k, v in confusion_counts(r["confusion"]).items():  # older records lack the counts
+                    t[k] += v
                 t["missing"] += r.get("missing_pins", {}).get("n", 0)
                 t["missing_ok"] += r.get("missing_pins", {}).get("escapes", 0)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:

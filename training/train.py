@@ -214,6 +214,8 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
             raise ValueError(f"{config_file}: cannot read config ({e})") from None
     cfg = merge(cfg, parse_sets(sets))
     check(cfg)
+    if not cfg.ema_decay and cfg.ema_start != TrainConfig().ema_start:  # it would change nothing
+        raise ValueError("ema_start: used only with ema_decay > 0 (without it the weights are not averaged)")
     unknown = sorted(set(cfg.model_overrides) - set(PinViTConfig.__dataclass_fields__))
     if unknown:  # timm would drop them and train the model without them
         known = ", ".join(sorted(PinViTConfig.__dataclass_fields__))

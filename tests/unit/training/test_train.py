@@ -230,6 +230,12 @@ def test_ema_decay_validates_and_saves_the_average_of_the_weights_not_the_last_o
     assert _validate(ema, val_s, InputSpec(**spec["input"]))["confusion"] == logs["ema0"][-1]["val"]["confusion"]
 
 
+def test_ema_start_without_ema_decay_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="ema_start: used only with ema_decay > 0"):
+        resolve_config(None, None, ["ema_start=0.3"])
+    assert resolve_config(None, None, ["ema_start=0.3", "ema_decay=0.999"]).ema_start == 0.3
+
+
 def test_camera_augment_moves_the_pin_positions_with_the_image():
     from training.train import camera_augment
 
