@@ -65,17 +65,23 @@ def score(
 def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
     lines = [
         f"model: {checkpoint}",
-        "| set | renderer | images | 3-class | NG vs OK | escape | overkill | pin named | missing pins called OK |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| set | renderer | images | 3-class | NG vs OK | escape | overkill | pin named | missing pins called OK "
+        "| wrong NG/OK: dark housings | light housings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mp = r.get("missing_pins", {"n": 0, "escapes": 0})
         lines.append(
             f"| {r['set']} | {r['renderer']} | {r['n']} | {r['accuracy']:.3f} | {r['ng_ok_accuracy']:.3f} | "
             f"{r['escape_rate']:.2%} | {r['overkill_rate']:.2%} | {r.get('pin_accuracy', float('nan')):.3f} | "
-            f"{mp['escapes']} of {mp['n']} |"
+            f"{mp['escapes']} of {mp['n']} | {_tone_cell(r, 'dark')} | {_tone_cell(r, 'light')} |"
         )
     return "\n".join(lines)
+
+
+def _tone_cell(row: dict[str, Any], tone: str) -> str:
+    t = row.get("by_housing", {}).get(tone)
+    return f"{t['escapes'] + t['overkills']} of {t['n']}" if t else "-"
 
 
 def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
@@ -84,7 +90,7 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
     file that is not such a record."""
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"sets": [], "n": 0, "escapes": 0, "defective": 0, "overkills": 0, "good": 0, "missing": 0,
-                 "missing_ok": 0}
+                 "missing_ok": 0, "by_housing": defaultdict(lambda: {"n": 0, "wrong": 0})}
     )  # fmt: skip
     for f in files:
         try:
@@ -98,6 +104,9 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
                     t[k] += v
                 t["missing"] += r.get("missing_pins", {}).get("n", 0)
                 t["missing_ok"] += r.get("missing_pins", {}).get("escapes", 0)
+                for tone, h in r.get("by_housing", {}).items():  # older records lack it
+                    t["by_housing"][tone]["n"] += h["n"]
+                    t["by_housing"][tone]["wrong"] += h["escapes"] + h["overkills"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{f}: not a record of crossrender score --json ({type(e).__name__}: {e})") from None
     for t in out.values():
@@ -107,13 +116,17 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
 
 def format_totals(tot: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| model | sets | images | escapes | overkills | wrong NG/OK | missing pins called OK |",
-        "|---|---|---|---|---|---|---|",
+        "| model | sets | images | escapes | overkills | wrong NG/OK | missing pins called OK "
+        "| wrong NG/OK: dark housings | light housings |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for ckpt, t in tot.items():
+        tones = [t["by_housing"].get(k) for k in ("dark", "light")]
         lines.append(
             f"| {ckpt} | {', '.join(t['sets'])} | {t['n']} | {t['escapes']} of {t['defective']} | "
-            f"{t['overkills']} of {t['good']} | {t['wrong']} | {t['missing_ok']} of {t['missing']} |"
+            f"{t['overkills']} of {t['good']} | {t['wrong']} | {t['missing_ok']} of {t['missing']} | "
+            + " | ".join(f"{h['wrong']} of {h['n']}" if h else "-" for h in tones)
+            + " |"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,8 @@ Writes one row per image (`file,label,pin,score_BENDNG,score_NUKENG,score_OK`; p
 predicted defective pin, 0 for OK). With labels it prints the confusion matrix, accuracy, escape
 rate (a defective part called OK) and overkill rate (a good part called NG), the pin accuracy,
 and, when the folder has the generator's meta.jsonl, the BENDNG/NUKENG confusion by bend
-direction (PART.md: a pin bent towards the camera looks pushed back).
+direction (PART.md: a pin bent towards the camera looks pushed back) and the NG/OK errors by
+housing tone (PART.md's dark housings against its white, ivory and beige ones).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def evaluate(
         if meta_path.exists():
             m["bend_direction"] = _by_bend_direction(meta_path, rows)
             m["missing_pins"] = missing_pins(meta_path, rows)
+            m["by_housing"] = by_housing(meta_path, rows)
         result["metrics"] = m
     return result
 
@@ -135,6 +137,48 @@ def missing_pins(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"n": len(called), "escapes": escapes, "escape_rate": escapes / max(1, len(called))}
 
 
+def housing_tone(params: dict[str, Any]) -> str | None:
+    """'dark' or 'light' (PART.md: most housings black or dark grey, some white, ivory or beige),
+    from a frame's parameters in either renderer's meta.jsonl; None when they do not say."""
+    if isinstance(params.get("housing"), dict) and "kind" in params["housing"]:  # the Blender renderer
+        return "dark" if params["housing"]["kind"] == "dark" else "light"
+    if "housing_colour" in params:  # the procedural one (BGR 0-255): lighter than mid-grey is light
+        return "light" if float(np.mean(params["housing_colour"])) > 127.5 else "dark"
+    return None
+
+
+def by_housing(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per housing tone: frames, defective ones and those called OK (escapes), good ones and those
+    called NG (overkills). A light housing shows the pins with less contrast and their shadows."""
+    with open(meta_path) as f:
+        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
+    table: dict[str, dict[str, int]] = {}
+    for r in rows:
+        m = meta.get(r["file"])
+        tone = housing_tone(m["params"]) if m else None
+        if tone is None:
+            continue
+        t = table.setdefault(tone, {"n": 0, "defective": 0, "escapes": 0, "good": 0, "overkills": 0})
+        t["n"] += 1
+        if m["label"] == "OK":
+            t["good"] += 1
+            t["overkills"] += r["label"] != "OK"
+        else:
+            t["defective"] += 1
+            t["escapes"] += r["label"] == "OK"
+    return table
+
+
+def format_by_housing(table: dict[str, dict[str, int]]) -> str:
+    lines = ["NG vs OK by housing tone"]
+    for tone, t in sorted(table.items()):
+        lines.append(
+            f"  {tone:<6} n={t['n']:<5} escapes {t['escapes']} of {t['defective']}  "
+            f"overkills {t['overkills']} of {t['good']}  wrong NG/OK {t['escapes'] + t['overkills']}"
+        )
+    return "\n".join(lines)
+
+
 def print_report(result: dict[str, Any]) -> None:
     print(
         f"{result['n']} images scored -> {result['predictions']}"
@@ -148,6 +192,8 @@ def print_report(result: dict[str, Any]) -> None:
     if m.get("missing_pins", {}).get("n"):
         mp = m["missing_pins"]
         print(f"missing pins (height <= {MISSING_HEIGHT:.0%}): {mp['escapes']} of {mp['n']} called OK")
+    if m.get("by_housing"):
+        print("\n" + format_by_housing(m["by_housing"]))
     if m.get("bend_direction"):
         print("\nBENDNG images by bend direction -> predicted")
         for d, counts in sorted(m["bend_direction"].items()):

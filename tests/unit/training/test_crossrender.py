@@ -34,6 +34,7 @@ def test_score_gives_a_row_per_set_with_missing_pins(tmp_path):
     called = {r["file"]: r["label"] for r in csv.DictReader(open(preds))}
     assert gone and rows[0]["missing_pins"]["n"] == len(gone)
     assert rows[0]["missing_pins"]["escapes"] == sum(called[f] == "OK" for f in gone)
+    assert sum(t["n"] for t in rows[0]["by_housing"].values()) == 40  # every render says its housing
     table = crossrender.format_rows(rows, ckpt)
     assert "| procedural-test | procedural | 40 |" in table
 
@@ -74,23 +75,74 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
     """`crossrender total` over the JSON that `score --json` writes: per model, the escapes,
     overkills and wrong NG/OK calls of all its sets, counted from each row's confusion matrix."""
 
-    def record(name, checkpoint, confusion, missing):
+    def record(name, checkpoint, confusion, missing, housing=None):
         row = {"set": name, "n": sum(map(sum, confusion)), "confusion": confusion, "missing_pins": missing}
+        if housing:  # records written before the housing breakdown have none
+            row["by_housing"] = housing
         path = tmp_path / f"{name}-{checkpoint.replace('/', '_')}.json"
         path.write_text(json.dumps({"checkpoint": checkpoint, "rows": [row]}))
         return str(path)
 
     files = [
-        record("a", "m1", [[60, 5, 2], [3, 60, 1], [1, 0, 40]], {"n": 9, "escapes": 1}),
-        record("b", "m1", [[30, 0, 4], [0, 30, 0], [2, 2, 30]], {"n": 4, "escapes": 0}),
+        record(
+            "a",
+            "m1",
+            [[60, 5, 2], [3, 60, 1], [1, 0, 40]],
+            {"n": 9, "escapes": 1},
+            {
+                "dark": {"n": 120, "defective": 90, "escapes": 1, "good": 30, "overkills": 0},
+                "light": {"n": 52, "defective": 41, "escapes": 2, "good": 11, "overkills": 1},
+            },
+        ),
+        record(
+            "b",
+            "m1",
+            [[30, 0, 4], [0, 30, 0], [2, 2, 30]],
+            {"n": 4, "escapes": 0},
+            {
+                "dark": {"n": 70, "defective": 48, "escapes": 1, "good": 22, "overkills": 2},
+                "light": {"n": 28, "defective": 16, "escapes": 3, "good": 12, "overkills": 2},
+            },
+        ),
         record("a", "m2", [[67, 0, 0], [0, 64, 0], [0, 0, 41]], {"n": 9, "escapes": 0}),
     ]
     assert crossrender.main(["total", *files]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2] == "| m1 | a 172, b 98 | 270 | 7 of 195 | 5 of 75 | 12 | 1 of 13 |"
-    assert out[3] == "| m2 | a 172 | 172 | 0 of 131 | 0 of 41 | 0 | 0 of 9 |"
+    assert out[2] == "| m1 | a 172, b 98 | 270 | 7 of 195 | 5 of 75 | 12 | 1 of 13 | 4 of 190 | 8 of 80 |"
+    assert out[3] == "| m2 | a 172 | 172 | 0 of 131 | 0 of 41 | 0 | 0 of 9 | - | - |"
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert crossrender.main(["total", files[0], str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "not a record of crossrender score --json" in err[0]
+
+
+def test_evaluate_splits_the_ng_ok_errors_by_housing_tone(tmp_path):
+    """Escapes and overkills per housing tone, read from either renderer's frame parameters (the
+    Blender renderer names the plastic, the procedural one gives its BGR colour)."""
+    from training.evaluate import by_housing, format_by_housing
+
+    meta = [
+        ("a.png", "BENDNG", {"housing": {"kind": "ivory"}}),  # light, escaped
+        ("b.png", "OK", {"housing": {"kind": "white"}}),  # light, overkill
+        ("c.png", "NUKENG", {"housing": {"kind": "dark"}}),  # dark, caught
+        ("d.png", "OK", {"housing_colour": [40, 40, 40]}),  # dark, passed
+        ("e.png", "OK", {"housing_colour": [200, 232, 240]}),  # light, passed
+        ("f.png", "BENDNG", {"housing_colour": [30, 35, 30]}),  # dark, escaped
+        ("g.png", "OK", {}),  # says nothing about its housing: left out
+    ]
+    (tmp_path / "meta.jsonl").write_text(
+        "".join(json.dumps({"file": f, "label": lab, "params": p}) + "\n" for f, lab, p in meta)
+    )
+    called = {"a.png": "OK", "b.png": "BENDNG", "c.png": "BENDNG", "d.png": "OK", "e.png": "OK", "f.png": "OK",
+              "g.png": "NUKENG"}  # fmt: skip
+    table = by_housing(tmp_path / "meta.jsonl", [{"file": f, "label": lab} for f, lab in called.items()])
+    assert table == {
+        "light": {"n": 3, "defective": 1, "escapes": 1, "good": 2, "overkills": 1},
+        "dark": {"n": 3, "defective": 2, "escapes": 1, "good": 1, "overkills": 0},
+    }
+    text = format_by_housing(table)
+    assert "light  n=3     escapes 1 of 1  overkills 1 of 2  wrong NG/OK 2" in text
+    row = {"set": "s", "renderer": "blender", "n": 7, "accuracy": 0.5, "ng_ok_accuracy": 0.5, "escape_rate": 0.5,
+           "overkill_rate": 0.3, "by_housing": table}  # fmt: skip
+    assert crossrender.format_rows([row], tmp_path / "m").splitlines()[-1].endswith("| 1 of 3 | 2 of 3 |")
