@@ -289,7 +289,29 @@ def write_card(
             n = sum(c.values())
             lines.append(f"| {d} | {n} | {c['BENDNG'] / n:.1%} | {c['NUKENG'] / n:.1%} | {c['OK'] / n:.1%} |")
         lines.append("")
+    lines += _housing_section(results)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _housing_section(results: dict[str, Any]) -> list[str]:
+    """NG vs OK errors per housing tone of each test set (PART.md: most housings dark, some white,
+    ivory or beige): where a model's errors gather, which one accuracy figure hides."""
+    rows = [(name, r["by_housing"]) for name, r in results.items() if r.get("by_housing")]
+    if not rows:
+        return []
+    lines = [
+        "### NG vs OK by housing tone",
+        "",
+        "| test set | dark: escapes | dark: overkills | light: escapes | light: overkills |",
+        "|---|---|---|---|---|",
+    ]
+    for name, h in rows:
+        cells = []
+        for tone in ("dark", "light"):
+            t = h.get(tone, {"escapes": 0, "defective": 0, "overkills": 0, "good": 0})
+            cells += [f"{t['escapes']} of {t['defective']}", f"{t['overkills']} of {t['good']}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 if __name__ == "__main__":

@@ -123,3 +123,18 @@ def test_a_one_stage_run_is_remade_by_the_settings_it_changed(tmp_path):
     # a card made with a smaller Blender test set says so, or its command would make another card
     assert _reproduce(spec, blender_n=300)[-1].startswith("python -m training.ship --run runs/default --blender-n 300 ")
     assert "--blender-n" not in _reproduce(spec, blender_n=1500)[-1]
+
+
+def test_the_card_splits_ng_ok_errors_by_housing_tone():
+    """Each test set with frame parameters gets its escapes and overkills per housing tone; a set
+    without them (a relabelled folder) is left out, and no section at all when none has them."""
+    from training.ship import _housing_section
+
+    dark = {"n": 70, "defective": 46, "escapes": 1, "good": 24, "overkills": 0}
+    light = {"n": 30, "defective": 20, "escapes": 2, "good": 10, "overkills": 3}
+    results = {"blender-test": {"by_housing": {"dark": dark, "light": light}}, "line": {"accuracy": 0.9}}
+    lines = _housing_section(results)
+    assert lines[0] == "### NG vs OK by housing tone"
+    assert "| blender-test | 1 of 46 | 0 of 24 | 2 of 20 | 3 of 10 |" in lines
+    assert not any(line.startswith("| line") for line in lines)
+    assert _housing_section({"line": {"accuracy": 0.9}}) == []
