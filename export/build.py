@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from export import data as frames_io
-from export.evaluate import Evaluation, accuracy_problems, evaluate, format_table, parity_problems
+from export.evaluate import Evaluation, accuracy_problems_by_model, evaluate, format_table, parity_problems
 from export.int8 import ORT_DEFAULT_OPS, float_nodes, quantize_onnx, quantize_openvino, save_openvino, to_openvino
 from export.onnx_export import export_onnx
 from models.bundle import (
@@ -79,6 +79,12 @@ class ExportConfig:
     max_escape_rise: float = option(0.0, "escape-rate points an INT8 model may add", "--max-escape-rise")
     max_overkill_rise: float = option(
         0.0, "overkill-rate points an INT8 model may add (good parts rejected)", "--max-overkill-rise"
+    )
+    drop_failing: bool = option(
+        False,
+        "leave out an INT8 model that fails the gate and write the bundle with the models that pass "
+        "(the FP32 ones always do), saying which and why, instead of writing nothing",
+        "--drop-failing",
     )
     parity_tol: float = 1e-3
     ort_ops: list[str] = field(default_factory=lambda: list(ORT_DEFAULT_OPS))
@@ -272,9 +278,12 @@ def _check_and_gate(
         print(f"      FAIL {p}", flush=True)
     if broken:  # never written, --no-gate or not: the models do not compute what the checkpoint does
         raise GateFailed(f"parity failed: the exported models disagree with torch; {cfg.out} was not changed")
-    problems = (
-        accuracy_problems(ev, cfg.max_drop, cfg.max_escape_rise, cfg.max_overkill_rise) if ev_frames is not None else []
+    by_model = (
+        accuracy_problems_by_model(ev, cfg.max_drop, cfg.max_escape_rise, cfg.max_overkill_rise)
+        if ev_frames is not None
+        else {}
     )
+    problems = [p for found in by_model.values() for p in found]
     info["evaluation"] = _evaluation_record(ev, cfg, len(check_set))
     info["gate"] = {
         "enabled": cfg.gate and ev_frames is not None,
@@ -286,10 +295,18 @@ def _check_and_gate(
     }
     for p in problems:
         print(f"      FAIL {p}", flush=True)
+    if problems and cfg.gate and cfg.drop_failing:
+        for k in by_model:  # `keys` is what gets installed: the failing models are not
+            keys.remove(k)
+            info["models"].pop(k, None)
+            print(f"      left out {k} (--drop-failing): the station runs the models that passed", flush=True)
+        info["gate"].update(passed=True, dropped=list(by_model))
+        steps.done(f"passed without {', '.join(by_model)}: {', '.join(keys)}")
+        return
     if problems and cfg.gate:
         raise GateFailed(
             f"INT8 gate failed ({len(problems)} problem(s), see above); {cfg.out} was not changed "
-            "(rerun with --no-gate to write the bundle anyway)"
+            "(rerun with --drop-failing to write it without the failing INT8 models, or --no-gate to write it anyway)"
         )
     if ev_frames is None:
         steps.done("parity passed; no evaluation set, accuracy not checked")

@@ -110,28 +110,39 @@ def accuracy_problems(
 ) -> list[str]:
     """INT8 models that lose too much against their FP32 model (drops and rises in percentage
     points); overkill is checked when `max_overkill_rise` is given."""
-    problems = []
+    by_model = accuracy_problems_by_model(ev, max_drop, max_escape_rise, max_overkill_rise)
+    return [p for problems in by_model.values() for p in problems]
+
+
+def accuracy_problems_by_model(
+    ev: Evaluation, max_drop: float, max_escape_rise: float, max_overkill_rise: float | None = None
+) -> dict[str, list[str]]:
+    """`accuracy_problems`, per INT8 model that has any (in the evaluation's order)."""
+    problems: dict[str, list[str]] = {}
     by_key = {r.model: r for r in ev.rows}
     for r in ev.rows:
         if not r.model.endswith("/int8") or r.metrics is None or r.reference is None:
             continue
         ref = by_key[r.reference].metrics
         assert ref is not None
+        found = []
         drop = 100 * (ref["accuracy"] - r.metrics["accuracy"])
         if drop > max_drop:
-            problems.append(f"{r.model} loses {drop:.2f} accuracy points against {r.reference} (limit {max_drop:g})")
+            found.append(f"{r.model} loses {drop:.2f} accuracy points against {r.reference} (limit {max_drop:g})")
         rise = 100 * (r.metrics["escape_rate"] - ref["escape_rate"])
         if rise > max_escape_rise:
-            problems.append(
+            found.append(
                 f"{r.model} escape rate {100 * r.metrics['escape_rate']:.2f}% vs {100 * ref['escape_rate']:.2f}% "
                 f"for {r.reference} (+{rise:.2f} points, limit +{max_escape_rise:g})"
             )
         rise = 100 * (r.metrics["overkill_rate"] - ref["overkill_rate"])
         if max_overkill_rise is not None and rise > max_overkill_rise + 1e-9:
-            problems.append(
+            found.append(
                 f"{r.model} overkill rate {100 * r.metrics['overkill_rate']:.2f}% vs {100 * ref['overkill_rate']:.2f}% "
                 f"for {r.reference} (+{rise:.2f} points, limit +{max_overkill_rise:g})"
             )
+        if found:
+            problems[r.model] = found
     return problems
 
 

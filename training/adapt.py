@@ -57,8 +57,10 @@ class AdaptError(ValueError):
 def export_argv(base: Path, out: Path) -> list[str]:
     """export.quantize's arguments for the adapted model: the choices recorded in the base's
     bundle.json (beside its checkpoint, as in models/default), so a model whose INT8 stem failed
-    the gate is exported with its stem in float again; quantize's defaults where there is none."""
-    argv = ["--checkpoint", str(out / "model.safetensors"), "--out", str(out / "bundle")]
+    the gate is exported with its stem in float again; quantize's defaults where there is none.
+    An INT8 model that fails the gate is left out (--drop-failing): the line gets the adapted model
+    in the precisions that hold, rather than no bundle at all."""
+    argv = ["--checkpoint", str(out / "model.safetensors"), "--out", str(out / "bundle"), "--drop-failing"]
     bundle = Path(base).parent / "bundle.json"
     try:
         info = json.loads(bundle.read_text())

@@ -38,13 +38,13 @@ def test_every_flag_sets_its_config_field(monkeypatch):
     argv += ["--calib-n", "10", "--eval-n", "20", "--eval-seed", "3", "--no-gate", "--float-stem"]
     argv += ["--reduce-range", "--max-drop", "1.5", "--ort-calibration", "entropy", "--name", "line 4"]
     argv += ["--max-escape-rise", "0.25", "--max-overkill-rise", "0.75", "--calib", "cal", "--calib-seed", "4"]
-    argv += ["--eval", "ev", "--threads", "3", "--workers", "5"]
+    argv += ["--eval", "ev", "--threads", "3", "--workers", "5", "--drop-failing"]
     assert main(argv) == 0
     want = ExportConfig(
         checkpoint="c.safetensors", out="b", models=["onnxruntime/fp32", "openvino/fp32"], calib_n=10, eval_n=20,
         eval_seed=3, gate=False, quantize_stem=False, reduce_range=True, max_drop=1.5, ort_calibration="entropy",
         name="line 4", max_escape_rise=0.25, max_overkill_rise=0.75, calib="cal", calib_seed=4, eval="ev", threads=3,
-        workers=5,
+        workers=5, drop_failing=True,
     )  # fmt: skip
     assert seen == [want]
     assert main([]) == 0 and seen[-1] == ExportConfig()
@@ -87,9 +87,10 @@ def test_the_gate_step_applies_the_overkill_limit_it_is_given(monkeypatch, capsy
     class Frames(list):
         name = "evaluation"
 
-    def gate(cfg):
-        info = {}
-        b._check_and_gate(cfg, None, [], None, None, {"thresholds": {}}, None, Frames([0] * 600), info, b._Steps(1))
+    def gate(cfg, keys=None):
+        info = {"models": {k: {} for k in keys or []}}
+        b._check_and_gate(cfg, None, keys or [], None, None, {"thresholds": {}}, None, Frames([0] * 600), info,
+                          b._Steps(1))  # fmt: skip
         return info
 
     with pytest.raises(b.GateFailed):
@@ -97,3 +98,44 @@ def test_the_gate_step_applies_the_overkill_limit_it_is_given(monkeypatch, capsy
     assert "onnxruntime/int8 overkill rate 0.50% vs 0.00%" in capsys.readouterr().out
     info = gate(b.ExportConfig(max_overkill_rise=0.5))
     assert info["gate"]["passed"] is True and info["gate"]["max_overkill_rise"] == 0.5
+
+
+def test_drop_failing_writes_the_bundle_without_the_int8_model_that_fails(monkeypatch, capsys):
+    """--drop-failing (what training.adapt passes): an INT8 model that fails the gate is left out
+    of the models to install and of bundle.json, the ones that pass stay, and the record says
+    which was dropped and why; without the flag nothing is written."""
+    import pytest
+
+    import export.build as b
+    from export.evaluate import Evaluation, Row
+
+    def m(accuracy, overkill):
+        return {"n": 600, "accuracy": accuracy, "ng_ok_accuracy": 0.95, "escape_rate": 0.01, "overkill_rate": overkill}
+
+    ev = Evaluation(
+        [Row("torch/fp32", m(0.95, 0.0)), Row("onnxruntime/fp32", m(0.95, 0.0), "torch/fp32"),
+         Row("openvino/fp32", m(0.95, 0.0), "torch/fp32"),
+         Row("openvino/int8", m(0.95, 0.005), "openvino/fp32"),  # one more good part rejected
+         Row("onnxruntime/int8", m(0.951, 0.0), "onnxruntime/fp32")],
+        {"onnxruntime/fp32": 1e-6, "openvino/fp32": 1e-6},
+    )  # fmt: skip
+    monkeypatch.setattr(b, "evaluate", lambda *a, **k: ev)
+    monkeypatch.setattr(b, "format_table", lambda ev, title: title)
+
+    class Frames(list):
+        name = "evaluation"
+
+    all_keys = ["openvino/int8", "onnxruntime/int8", "onnxruntime/fp32", "openvino/fp32"]
+    keys, info = list(all_keys), {"models": {k: {"files": {}} for k in all_keys}}
+    with pytest.raises(b.GateFailed, match="--drop-failing"):
+        b._check_and_gate(b.ExportConfig(), None, keys, None, None, {"thresholds": {}}, None, Frames([0] * 600),
+                          info, b._Steps(1))  # fmt: skip
+    assert keys == all_keys
+    b._check_and_gate(b.ExportConfig(drop_failing=True), None, keys, None, None, {"thresholds": {}}, None,
+                      Frames([0] * 600), info, b._Steps(1))  # fmt: skip
+    assert keys == ["onnxruntime/int8", "onnxruntime/fp32", "openvino/fp32"]
+    assert sorted(info["models"]) == sorted(keys)
+    assert info["gate"]["passed"] is True and info["gate"]["dropped"] == ["openvino/int8"]
+    assert info["gate"]["problems"] == ["openvino/int8 overkill rate 0.50% vs 0.00% for openvino/fp32 (+0.50 "
+                                        "points, limit +0)"]  # fmt: skip
+    assert "left out openvino/int8 (--drop-failing)" in capsys.readouterr().out

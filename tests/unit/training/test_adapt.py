@@ -130,11 +130,13 @@ def test_the_adapted_model_is_exported_as_the_base_bundle_was():
     adapted shipped model is exported the same way (a plain export would be refused again)."""
     bundle = json.loads((SHIPPED.parent / "bundle.json").read_text())
     argv = adapt.export_argv(SHIPPED, Path("out"))
-    assert argv[:4] == ["--checkpoint", str(Path("out/model.safetensors")), "--out", str(Path("out/bundle"))]
+    assert argv[:5] == [
+        "--checkpoint", str(Path("out/model.safetensors")), "--out", str(Path("out/bundle")), "--drop-failing"
+    ]  # fmt: skip
     assert ("--float-stem" in argv) == (bundle["export"]["quantize_stem"] is False)
     assert argv[argv.index("--name") + 1] == f"{bundle['name']}-adapted"
     assert argv[argv.index("--max-drop") + 1] == str(bundle["export"]["max_drop"])
-    assert adapt.export_argv(Path("/nowhere/model.safetensors"), Path("out")) == argv[:4]  # no bundle: defaults
+    assert adapt.export_argv(Path("/nowhere/model.safetensors"), Path("out")) == argv[:5]  # no bundle: defaults
 
 
 def _scores_by_model(monkeypatch, base, adapted_acceptance):
