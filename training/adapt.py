@@ -12,7 +12,9 @@ dialog exports. Steps, each with progress:
      pin map, so the dense and pin losses apply to it too (--no-locate: the verdict only)
   2. score the base model on the held-back frames and on our acceptance set (fresh renders)
   3. fine-tune the base on the training frames (each --repeat times an epoch) mixed with fresh
-     renders (so it keeps what it knew)
+     renders and, where they are on disk, the sets the base trained on beside its renders (the
+     shipped model's Blender frames, once an epoch; --no-base-frames: without), so it keeps what
+     it knew
   4. score the adapted model the same way and print the before/after table
   5. refuse (exit 3, nothing handed over) if it is worse than the base on either: lower 3-class
      accuracy or more escapes on the held-back frames, or more than --max-drop points lower
@@ -72,6 +74,25 @@ def export_argv(base: Path, out: Path) -> list[str]:
     if info.get("name"):
         argv += ["--name", f"{info['name']}-adapted"]
     return argv
+
+
+def base_sets(tc: dict[str, Any], part: Any) -> tuple[str, int | None, list[Path]] | None:
+    """The named training sets the base saw beside its renders (its data.mix_set, e.g. the shipped
+    model's Blender frames), with their folders; None when it saw none. Folders not on disk (or
+    not complete) are left out of the list: rendering a Blender set takes an hour."""
+    d = tc.get("data") or {}
+    spec, n = d.get("mix_set"), d.get("mix_n")
+    if not spec:
+        return None
+    present = []
+    for name in str(spec).split(","):
+        try:
+            folder = datasets.folder_of(datasets.get(name.strip()), part, n=n)
+        except datasets.DatasetError:
+            continue
+        if (folder / "dataset.json").exists():
+            present.append(folder)
+    return str(spec), n, present
 
 
 def split(folder: Path, out: Path, holdout: float, seed: int) -> tuple[Path, Path]:
@@ -231,6 +252,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
     ap.add_argument("--no-export", action="store_true", help="hand over the checkpoint only (no bundle)")
     ap.add_argument(
+        "--no-base-frames", dest="base_frames", action="store_false",
+        help="do not mix in the training sets the base saw beside its renders (the shipped model's Blender "
+        "frames, once an epoch, when they are on disk)",
+    )  # fmt: skip
+    ap.add_argument(
         "--no-locate",
         dest="locate",
         action="store_false",
@@ -265,8 +291,15 @@ def main(argv: list[str] | None = None) -> int:
             f"epochs={args.epochs}",
             f"data.mix_repeat={args.repeat}",
             f"seed={args.seed}",
-            *args.set,
         ]
+        kept = base_sets(tc, part) if args.base_frames else None
+        if kept and len(kept[2]) == len(kept[0].split(",")):
+            sets += [f"data.keep_set={kept[0]}", f"data.keep_n={json.dumps(kept[1])}"]
+        elif kept:
+            print(f"note: the base trained on {kept[0]} too, not all on disk here: fine-tuning without them "
+                  "(it may forget some of what it knew of them; python -m training.train --preset both-renderers "
+                  "renders them)")  # fmt: skip
+        sets += args.set
         cfg = resolve_config("continue", None, sets)  # a bad --set or --repeat fails here, before any work
         print(f"[1/6] splitting {args.folder} ({args.holdout:.0%} of each class held back)")
         train_dir, hold_dir = split(args.folder, out / "split", args.holdout, args.seed)
@@ -282,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             write_clicks(train_dir, located)
             print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
         repeat = cfg.data.mix_repeat  # (a --set may have changed it)
-        print(f"[3/6] fine-tuning on {train_dir} (x{repeat} an epoch) + {cfg.data.n} renders, {cfg.epochs} epochs")
+        also = f" + the base's {cfg.data.keep_set}" if cfg.data.keep_set else ""
+        print(
+            f"[3/6] fine-tuning on {train_dir} (x{repeat} an epoch) + {cfg.data.n} renders{also}, {cfg.epochs} epochs"
+        )
         summary = train(cfg, progress=True)
         ckpt = Path(summary["run"]) / "model.safetensors"
         print("[4/6] scoring the adapted model")

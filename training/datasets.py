@@ -135,6 +135,13 @@ def blender_python() -> Path:
     return Path(os.environ.get("PININSPECT_BLENDER_PYTHON", REPO / ".venv-blender" / "bin" / "python"))
 
 
+def folder_of(s: NamedSet, part: PartSpec, data: Path | None = None, n: int | None = None) -> Path:
+    """Where `materialize` keeps the set (rendered or not); complete once its dataset.json is there."""
+    return (
+        Path(data) if data is not None else data_dir()
+    ) / f"{s.name}-{part.name}-{part.fingerprint()}-{s.seed}-{n or s.n}"
+
+
 def materialize(
     s: NamedSet,
     part: PartSpec,
@@ -146,9 +153,7 @@ def materialize(
     """The set's folder, rendered now unless it is already on disk with the same settings.
     `n` takes a prefix-sized variant (fewer frames, same seed) for quick looks."""
     n = n or s.n
-    folder = (
-        Path(data) if data is not None else data_dir()
-    ) / f"{s.name}-{part.name}-{part.fingerprint()}-{s.seed}-{n}"
+    folder = folder_of(s, part, data, n)
     if s.renderer == "procedural":
         cfg = SynthConfig(
             n=n,

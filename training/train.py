@@ -106,6 +106,11 @@ class DataConfig:
         1, "each mixed frame is seen this many times an epoch (a few line frames beside many renders)", bounds=(1, 100)
     )
     val_folder: str | None = option(None, "a labelled folder to validate on instead of renders")
+    keep_set: str | None = option(
+        None, "named training sets seen once an epoch beside the mixed frames (training.adapt: the base's own "
+        "Blender frames, so that fine-tuning on a line keeps what it knew of them)",
+    )  # fmt: skip
+    keep_n: int | None = option(None, "frames of each keep_set, as mix_n (null: the whole set)")
 
 
 @dataclass
@@ -278,6 +283,7 @@ def prepare_data(
 ) -> tuple[Samples, Samples, dict[str, str]]:
     d = cfg.data
     mix_dirs = _mix_folders(d, part, cfg.workers, progress)  # first: a set that cannot be made fails before the renders
+    keep_dirs = _named_sets(d.keep_set, d.keep_n, "data.keep_set", part, cfg.workers, progress)
     train_dir = (
         Path(d.folder)
         if d.folder
@@ -316,8 +322,12 @@ def prepare_data(
         for _ in range(d.mix_repeat - 1):  # each copy gets its own shift/colour/camera augmentation per batch
             repeated = concat(repeated, mix)
         train = concat(train, repeated)  # (the renders copied once, not once per repeat)
+    for more in keep_dirs:  # once an epoch, whatever mix_repeat says
+        train = concat(train, load_folder(more, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch))
+    if mix_dirs or keep_dirs:
         # several sets: their folders and hashes comma-separated (training.ship reads them so)
-        info.update(mix=",".join(map(str, mix_dirs)), mix_hash=",".join(folder_hash(m) for m in mix_dirs))
+        dirs = mix_dirs + keep_dirs
+        info.update(mix=",".join(map(str, dirs)), mix_hash=",".join(folder_hash(m) for m in dirs))
     return train, val, info
 
 
@@ -328,20 +338,26 @@ def _mix_folders(d: DataConfig, part: PartSpec, workers: int, progress: bool) ->
         raise ValueError("data.mix_set and data.mix_folder: give one of them")
     if not d.mix_set:
         return [Path(d.mix_folder)] if d.mix_folder else []
-    names = [n.strip() for n in d.mix_set.split(",")]
+    return _named_sets(d.mix_set, d.mix_n, "data.mix_set", part, workers, progress)
+
+
+def _named_sets(spec: str | None, n: int | None, key: str, part: PartSpec, workers: int, progress: bool) -> list[Path]:
+    """The folders of a comma-separated list of named training sets, each rendered into data/ on
+    first use; DataError naming `key` before anything is rendered if one is not a training set."""
+    if not spec:
+        return []
+    names = [x.strip() for x in spec.split(",")]
     if "" in names or len(set(names)) != len(names):
-        raise DataError(
-            f"data.mix_set: {d.mix_set!r} is not a list of distinct set names (e.g. blender-train,blender-train-b)"
-        )
+        raise DataError(f"{key}: {spec!r} is not a list of distinct set names (e.g. blender-train,blender-train-b)")
     try:
-        named = [datasets.get(n) for n in names]  # every name checked before anything is rendered
+        named = [datasets.get(x) for x in names]  # every name checked before anything is rendered
         for s in named:
             if s.role != "train":  # a model trained on a test or selection set would be scored on what it saw
-                ok = ", ".join(n for n, x in datasets.SETS.items() if x.role == "train")
+                ok = ", ".join(x for x, y in datasets.SETS.items() if y.role == "train")
                 raise datasets.DatasetError(f"{s.name} is a {s.role} set, never trained on (train sets: {ok})")
-        return [datasets.materialize(s, part, n=d.mix_n, workers=workers, progress=progress) for s in named]
+        return [datasets.materialize(s, part, n=n, workers=workers, progress=progress) for s in named]
     except datasets.DatasetError as e:
-        raise DataError(f"data.mix_set: {e}") from None
+        raise DataError(f"{key}: {e}") from None
 
 
 def camera_augment(

@@ -203,3 +203,45 @@ def test_a_model_that_clears_the_bar_is_handed_over_and_exported(tmp_path, capsy
     assert cmd[cmd.index("--checkpoint") + 1] == str(out / "model.safetensors")
     assert cmd[cmd.index("--models") + 1] == "onnxruntime/fp32" and cmd[cmd.index("--name") + 1] == "tiny-adapted"
     assert f"--switch-model {out / 'bundle'}" in captured.out
+
+
+def test_the_base_models_own_blender_frames_are_kept_in_the_fine_tuning(tmp_path, capsys, monkeypatch):
+    """A base trained on Blender frames beside its renders (the shipped model) is fine-tuned with
+    them again, once an epoch, when they are on disk, so the line does not make it forget them;
+    when they are not, it says so and goes on without them (never an hour of rendering)."""
+    from training import datasets
+
+    monkeypatch.setattr(datasets, "data_dir", lambda: tmp_path / "data")
+    tc = {"data": {"mix_set": "blender-train,blender-train-b", "mix_n": 6}}
+    assert adapt.base_sets({"data": {}}, SPEC) is None
+    assert adapt.base_sets(tc, SPEC) == ("blender-train,blender-train-b", 6, [])
+    kept = datasets.folder_of(datasets.get("blender-train"), SPEC, n=6)
+    generate(SPEC, SynthConfig(n=6, seed=5), kept, progress=False)  # stands in for the Blender frames
+    assert adapt.base_sets(tc, SPEC) == ("blender-train,blender-train-b", 6, [kept])
+
+    base = tiny_checkpoint(tmp_path / "base" / "model.safetensors", 0, SPEC)
+    _scores_by_model(monkeypatch, base, adapted_acceptance=0.897)
+    args = ["--folder", str(_line_frames(tmp_path)), "--base", str(base), "--renders", "8", "--epochs", "1"]
+    args += ["--acceptance-n", "6", "--no-export", "--set", "batch_size=4", "--set", "data.val_n=6"]
+    args += ["--set", "workers=1"]
+    real = datasets.materialize  # the Blender renderer finds its complete folder and renders nothing
+    monkeypatch.setattr(datasets, "materialize", lambda s, part, *a, **k: kept if s.name == "blender-train"
+                        else real(s, part, *a, **k))  # fmt: skip
+    monkeypatch.setattr(adapt, "base_sets", lambda tc, part: ("blender-train,blender-train-b", 6, [kept]))
+    assert adapt.main([*args, "--out", str(tmp_path / "partial")]) == 0
+    out = capsys.readouterr().out
+    assert "note: the base trained on blender-train,blender-train-b too, not all on disk here" in out
+    run = json.loads((tmp_path / "partial" / "adapt.json").read_text())["run"]
+    assert read_spec(Path(run) / "model.safetensors")["train_config"]["data"]["keep_set"] is None
+
+    monkeypatch.setattr(adapt, "base_sets", lambda tc, part: ("blender-train", 6, [kept]))
+    assert adapt.main([*args, "--out", str(tmp_path / "kept")]) == 0
+    out = capsys.readouterr().out
+    assert "+ 8 renders + the base's blender-train, 1 epochs" in out
+    run = Path(json.loads((tmp_path / "kept" / "adapt.json").read_text())["run"])
+    data = read_spec(run / "model.safetensors")["train_config"]["data"]
+    assert (data["keep_set"], data["keep_n"]) == ("blender-train", 6)
+    assert str(kept) in read_spec(run / "model.safetensors")["data"]["mix"]
+    assert adapt.main([*args, "--out", str(tmp_path / "without"), "--no-base-frames"]) == 0
+    run = json.loads((tmp_path / "without" / "adapt.json").read_text())["run"]
+    assert read_spec(Path(run) / "model.safetensors")["train_config"]["data"]["keep_set"] is None

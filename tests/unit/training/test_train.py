@@ -328,6 +328,18 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
     both = resolve_config(None, None, [*base, "data.mix_set=blender-train", f"data.mix_folder={extra}"])
     with pytest.raises(ValueError, match="give one of them"):
         train_mod.prepare_data(both, SPEC, InputSpec(), progress=False)
+    # a line folder seen 3 times an epoch beside a kept named set seen once (training.adapt)
+    kept = resolve_config(None, None, [*base, f"data.mix_folder={extra_b}", "data.mix_repeat=3",
+                                       "data.keep_set=blender-train", "data.keep_n=6"])  # fmt: skip
+    train_set, _, info = train_mod.prepare_data(kept, SPEC, InputSpec(), progress=False)
+    assert asked[-1] == ("blender-train", 6)
+    assert (
+        len(train_set) == 12 + 3 * 6 + 6
+        and train_set.files[-6:] == load_folder(extra, InputSpec(), workers=1, progress=False).files
+    )
+    assert info["mix"] == f"{extra_b},{extra}" and len(info["mix_hash"].split(",")) == 2
+    with pytest.raises(train_mod.DataError, match="data.keep_set: blender-test is a test set"):
+        train_mod.prepare_data(resolve_config(None, None, [*base, "data.keep_set=blender-test"]), SPEC, InputSpec())
 
 
 def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
