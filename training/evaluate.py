@@ -13,7 +13,6 @@ housing tone (PART.md's dark housings against its white, ivory and beige ones).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from models.metrics import format_metrics
 from models.part import CLASSES, PartSpecError, load_part, part_from_dict
 from models.preprocess import InputSpec
 from models.scoring import Batch, Outputs, score
+from models.synth.dataset import read_meta
 
 
 def annotate(
@@ -100,17 +100,16 @@ def evaluate(
     if m is not None:
         meta_path = Path(images) / "meta.jsonl"
         if meta_path.exists():
-            m["bend_direction"] = _by_bend_direction(meta_path, rows)
-            m["missing_pins"] = missing_pins(meta_path, rows)
-            m["by_housing"] = by_housing(meta_path, rows)
+            meta = {r["file"]: r for r in read_meta(meta_path)}
+            m["bend_direction"] = _by_bend_direction(meta, rows)
+            m["missing_pins"] = missing_pins(meta, rows)
+            m["by_housing"] = by_housing(meta, rows)
         result["metrics"] = m
     return result
 
 
-def _by_bend_direction(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def _by_bend_direction(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """How BENDNG images are called, split by which way the pin leans."""
-    with open(meta_path) as f:
-        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
     table: dict[str, dict[str, int]] = {}
     for r in rows:
         m = meta.get(r["file"])
@@ -124,10 +123,8 @@ def _by_bend_direction(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str,
 MISSING_HEIGHT = 0.1  # a NUKENG pin at or below this share of its height: only the hole (or a stub) shows
 
 
-def missing_pins(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def missing_pins(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How pins that are (nearly) gone are called: the most obvious defect there is, never OK."""
-    with open(meta_path) as f:
-        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
     called = [
         r["label"]
         for r in rows
@@ -147,11 +144,9 @@ def housing_tone(params: dict[str, Any]) -> str | None:
     return None
 
 
-def by_housing(meta_path: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def by_housing(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per housing tone: frames, defective ones and those called OK (escapes), good ones and those
     called NG (overkills). A light housing shows the pins with less contrast and their shadows."""
-    with open(meta_path) as f:
-        meta = {m["file"]: m for m in map(json.loads, filter(str.strip, f))}
     table: dict[str, dict[str, int]] = {}
     for r in rows:
         m = meta.get(r["file"])

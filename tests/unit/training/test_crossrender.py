@@ -83,26 +83,24 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
         path.write_text(json.dumps({"checkpoint": checkpoint, "rows": [row]}))
         return str(path)
 
+    def tones(dark, light):  # (frames, defective, escapes, good, overkills) per housing tone
+        keys = ("n", "defective", "escapes", "good", "overkills")
+        return {"dark": dict(zip(keys, dark, strict=True)), "light": dict(zip(keys, light, strict=True))}
+
     files = [
         record(
             "a",
             "m1",
             [[60, 5, 2], [3, 60, 1], [1, 0, 40]],
             {"n": 9, "escapes": 1},
-            {
-                "dark": {"n": 120, "defective": 90, "escapes": 1, "good": 30, "overkills": 0},
-                "light": {"n": 52, "defective": 41, "escapes": 2, "good": 11, "overkills": 1},
-            },
+            tones((120, 90, 1, 30, 0), (52, 41, 2, 11, 1)),
         ),
         record(
             "b",
             "m1",
             [[30, 0, 4], [0, 30, 0], [2, 2, 30]],
             {"n": 4, "escapes": 0},
-            {
-                "dark": {"n": 70, "defective": 48, "escapes": 1, "good": 22, "overkills": 2},
-                "light": {"n": 28, "defective": 16, "escapes": 3, "good": 12, "overkills": 2},
-            },
+            tones((70, 48, 1, 22, 2), (28, 16, 3, 12, 2)),
         ),
         record("a", "m2", [[67, 0, 0], [0, 64, 0], [0, 0, 41]], {"n": 9, "escapes": 0}),
     ]
@@ -131,12 +129,10 @@ def test_evaluate_splits_the_ng_ok_errors_by_housing_tone(tmp_path):
         ("f.png", "BENDNG", {"housing_colour": [30, 35, 30]}),  # dark, escaped
         ("g.png", "OK", {}),  # says nothing about its housing: left out
     ]
-    (tmp_path / "meta.jsonl").write_text(
-        "".join(json.dumps({"file": f, "label": lab, "params": p}) + "\n" for f, lab, p in meta)
-    )
     called = {"a.png": "OK", "b.png": "BENDNG", "c.png": "BENDNG", "d.png": "OK", "e.png": "OK", "f.png": "OK",
               "g.png": "NUKENG"}  # fmt: skip
-    table = by_housing(tmp_path / "meta.jsonl", [{"file": f, "label": lab} for f, lab in called.items()])
+    by_file = {f: {"file": f, "label": lab, "params": p} for f, lab, p in meta}
+    table = by_housing(by_file, [{"file": f, "label": lab} for f, lab in called.items()])
     assert table == {
         "light": {"n": 3, "defective": 1, "escapes": 1, "good": 2, "overkills": 1},
         "dark": {"n": 3, "defective": 2, "escapes": 1, "good": 1, "overkills": 0},
