@@ -14,7 +14,7 @@ help:
 	@echo "make export     export the default model to INT8 ONNX / OpenVINO"
 	@echo "make benchmark  generator and model benchmarks"
 	@echo "make train-speed  training images/s in float32 and bf16 on this CPU, and which the default picks (~3 min)"
-	@echo "make isacheck   the shipped bundle's INT8 verdicts on an emulated AVX2-only CPU (needs qemu-user; ~30 min)"
+	@echo "make isacheck   the shipped bundle's INT8 verdicts on an emulated AVX2-only CPU (needs qemu-user; 1-40 min by QEMU build)"
 	@echo "make lock       re-resolve requirements/*.lock (uv) from pyproject.toml: newest versions that fit"
 	@echo "make installer  the offline station package under dist/ (wheels + model + install/uninstall scripts)"
 	@echo "make blender-venv  the Blender (bpy) venv for the second, path-traced renderer (training/blender)"
