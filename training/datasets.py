@@ -33,6 +33,7 @@ class NamedSet:
     widen: float = 1.0
     styles: str = ALL_STYLES  # procedural only
     defect_columns: tuple[int, ...] | None = None  # procedural only: defects only in these columns
+    light_housings: float | None = None  # Blender only: share of light housings (None = the renderer's 0.3)
 
     def settings(self, n: int | None = None) -> dict[str, Any]:
         """The rendering settings, as the model card records them."""
@@ -41,6 +42,8 @@ class NamedSet:
             out |= {"styles": self.styles, "widen": self.widen}
             if self.defect_columns:
                 out["defect_columns"] = self.defect_columns
+        elif self.light_housings is not None:
+            out["light_housings"] = self.light_housings
         return out
 
 
@@ -74,6 +77,15 @@ SETS: dict[str, NamedSet] = {
         NamedSet("blender-train", "blender", 2000, 757575, "Blender renderer, for training on it", role="train"),
         NamedSet(
             "blender-train-b", "blender", 2000, 767676, "Blender renderer, 2000 more training frames", role="train"
+        ),
+        NamedSet(
+            "blender-train-light",
+            "blender",
+            1000,
+            787878,
+            "Blender renderer, every housing white, ivory or beige (where Blender frames are hardest)",
+            role="train",
+            light_housings=1.0,
         ),
         # The model card's sets (training.ship), in the card's order.
         NamedSet(
@@ -173,6 +185,8 @@ def materialize(
     part_arg = part.name
     cmd = [str(py), "-m", "training.blender", "--out", str(folder), "--n", str(n), "--seed", str(s.seed)]
     cmd += ["--widen", str(s.widen), "--part", part_arg] + ([] if progress else ["--quiet"])
+    if s.light_housings is not None:
+        cmd += ["--light-housings", str(s.light_housings)]
     done = subprocess.run(cmd, cwd=REPO, stdout=sys.stderr if progress else subprocess.DEVNULL)
     if done.returncode != 0:
         raise DatasetError(f"{s.name}: the Blender renderer failed (exit {done.returncode}): {' '.join(cmd)}")

@@ -15,7 +15,7 @@ from typing import NoReturn
 from models.cli import guarded
 from models.part import PartSpecError, load_part
 from training.blender.dataset import is_rendered, render_folder, resumable_frames
-from training.blender.sampling import DEFAULT_SAMPLES, BlenderConfig, BlenderRenderError
+from training.blender.sampling import DEFAULT_SAMPLES, LIGHT_HOUSINGS, BlenderConfig, BlenderRenderError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="stretch the camera ranges (pose, tilt, pitch, noise, JPEG...) about their centre; "
         "1 = exactly PART.md (default), up to 3; the defect ranges never change",
     )
+    ap.add_argument(
+        "--light-housings",
+        type=float,
+        default=LIGHT_HOUSINGS,
+        help=f"share of frames with a white, ivory or beige housing instead of a dark one, 0 to 1 "
+        f"(default {LIGHT_HOUSINGS}); a training set for light housings can raise it",
+    )
     ap.add_argument("--classes", default="BENDNG,NUKENG,OK", help="classes to draw, balanced (default all three)")
     ap.add_argument(
         "--defect-columns",
@@ -83,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             defect_columns=args.defect_columns,
             widen=args.widen,
             samples=args.samples,
+            light_housings=args.light_housings,
             threads=args.threads if args.threads else 0,
         )
         if is_rendered(spec, cfg, args.out):

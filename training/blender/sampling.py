@@ -23,6 +23,7 @@ from models.part import CLASSES, PartSpec, dataset_identity
 GENERATOR = "blender"
 GENERATOR_VERSION = "1"
 DEFAULT_SAMPLES = 3
+LIGHT_HOUSINGS = 0.3  # share of white/ivory/beige housings; PART.md: "mostly dark"
 # Keys of a frame's params that describe its defect; the OK twin drops them.
 DEFECT_KEYS = ("bend_deg", "bend_dir_deg", "nuke_height")
 
@@ -40,6 +41,7 @@ class BlenderConfig:
     widen: float = 1.0  # camera ranges stretched about their centre (1.0 = exactly PART.md)
     samples: int = DEFAULT_SAMPLES  # Cycles path-tracing samples per pixel (denoised)
     threads: int = 0  # render threads, 0 = every core; does not change the pixels
+    light_housings: float = LIGHT_HOUSINGS  # share of frames with a white/ivory/beige housing
 
 
 def settings(spec: PartSpec, cfg: BlenderConfig) -> dict[str, Any]:
@@ -50,6 +52,8 @@ def settings(spec: PartSpec, cfg: BlenderConfig) -> dict[str, Any]:
         **dataset_identity(spec, cfg.n, cfg.seed, cfg.classes, cfg.defect_columns),
         "widen": cfg.widen,
         "samples": cfg.samples,
+        # recorded only when changed, so folders rendered before the option keep their settings
+        **({"light_housings": cfg.light_housings} if cfg.light_housings != LIGHT_HOUSINGS else {}),
     }
 
 
@@ -61,6 +65,8 @@ def check_config(spec: PartSpec, cfg: BlenderConfig) -> None:
         raise BlenderRenderError(f"--samples must be between 1 and 4096, got {cfg.samples}")
     if not 1.0 <= cfg.widen <= 3.0:
         raise BlenderRenderError(f"--widen must be between 1 (exactly PART.md) and 3, got {cfg.widen}")
+    if not 0.0 <= cfg.light_housings <= 1.0:
+        raise BlenderRenderError(f"--light-housings must be a share between 0 and 1, got {cfg.light_housings}")
     if cfg.threads < 0:
         raise BlenderRenderError(f"--threads must be 0 (every core) or more, got {cfg.threads}")
     if not cfg.classes:
@@ -99,7 +105,8 @@ def plan(spec: PartSpec, cfg: BlenderConfig) -> list[tuple[str, int]]:
 
 def frame_params(spec: PartSpec, cfg: BlenderConfig, index: int, label: str, pin: int) -> dict[str, Any]:
     """The params of frame `index` of a folder: a function of (seed, index) alone."""
-    return sample_params(spec, np.random.default_rng([cfg.seed, index]), label, pin, cfg.widen, cfg.samples)
+    rng = np.random.default_rng([cfg.seed, index])
+    return sample_params(spec, rng, label, pin, cfg.widen, cfg.samples, cfg.light_housings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,8 +132,10 @@ _LIGHT_PLASTICS = {"white": (0.78, 0.78, 0.75), "ivory": (0.80, 0.72, 0.52), "be
 _METALS = {"gold": (1.0, 0.71, 0.29), "tin": (0.80, 0.80, 0.82)}
 
 
-def _housing(rng: np.random.Generator) -> dict[str, Any]:
-    if rng.random() < 0.7:
+def _housing(rng: np.random.Generator, light_share: float) -> dict[str, Any]:
+    # the same draws as before the share was an option: a folder rendered at 0.3 keeps its frames,
+    # and a frame light at 0.3 is the same frame at any higher share
+    if rng.random() < 1.0 - light_share:
         v = _u(rng, 0.006, 0.05)
         kind, colour = "dark", _jitter(rng, (v, v, v), 0.12)
     else:
@@ -195,9 +204,11 @@ def sample_params(
     pin: int,
     widen: float = 1.0,
     samples: int = DEFAULT_SAMPLES,
+    light_housings: float = LIGHT_HOUSINGS,
 ) -> dict[str, Any]:
     """Every random choice for one frame, JSON-able. `widen` stretches the camera's ranges of
-    PART.md about their centres; the defect ranges define the labels and are never widened."""
+    PART.md about their centres; the defect ranges define the labels and are never widened.
+    `light_housings` is the share of white/ivory/beige housings (PART.md: mostly dark)."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r} (known: {', '.join(spec.classes)})")
     if (label == "OK") != (pin == 0):
@@ -225,7 +236,7 @@ def sample_params(
         "shift_px": [_u(rng, -cam.center_jitter_px, cam.center_jitter_px) * w for _ in range(2)],
         "defocus_px": _u(rng, 0.0, 4.0 * w),  # blur-disc diameter at a straight pin's tip (sigma <= ~1)
         "housing_depth": _u(rng, *spec.housing_depth),
-        "housing": _housing(rng),
+        "housing": _housing(rng, light_housings),
         "pins": _pins(rng, spec.n_pins, tol_deg),
         "background": _background(rng),
         "lights": _lights(rng, w),

@@ -51,6 +51,20 @@ def test_blender_set_without_the_blender_venv_says_how_to_install(tmp_path, monk
         datasets.materialize(datasets.get("blender-select"), SPEC, tmp_path, n=2, progress=False)
 
 
+def test_a_light_housing_set_asks_the_blender_renderer_for_its_share(tmp_path, monkeypatch):
+    """materialize runs the Blender renderer with the set's --light-housings (a fake renderer that
+    records its command line stands in for bpy)."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "argv"}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PININSPECT_BLENDER_PYTHON", str(fake))
+    datasets.materialize(datasets.get("blender-train-light"), SPEC, tmp_path, n=3, progress=False)
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[argv.index("--light-housings") + 1] == "1.0" and argv[argv.index("--seed") + 1] == "787878"
+    datasets.materialize(datasets.get("blender-train"), SPEC, tmp_path, n=3, progress=False)
+    assert "--light-housings" not in (tmp_path / "argv").read_text()
+
+
 def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
     """A mix folder without meta.jsonl (relabelled station frames) joins the renders: its OK
     frames have no defect under any token, its defects (no click) train the image label only, the

@@ -98,6 +98,26 @@ def test_the_ok_twin_drops_only_the_defect():
     }
 
 
+def test_light_housings_share_changes_the_housing_alone():
+    """A training set drawn with more light housings: the share is honoured, a frame that was light
+    at the default share is the same frame, and folders rendered at the default keep their settings."""
+    kinds = {}
+    for share in (0.0, 0.3, 1.0):
+        cfg = BlenderConfig(n=300, seed=9, light_housings=share)
+        frames = [frame_params(SPEC, cfg, i, label, pin) for i, (label, pin) in enumerate(plan(SPEC, cfg))]
+        kinds[share] = [f["housing"]["kind"] for f in frames]
+        if share == 1.0:
+            default = BlenderConfig(n=300, seed=9)
+            twins = [frame_params(SPEC, default, i, label, pin) for i, (label, pin) in enumerate(plan(SPEC, default))]
+            same = [f == t for f, t in zip(frames, twins, strict=True) if t["housing"]["kind"] != "dark"]
+            assert len(same) > 50 and all(same)
+    light = {share: sum(k != "dark" for k in ks) / len(ks) for share, ks in kinds.items()}
+    assert light[0.0] == 0.0 and light[1.0] == 1.0 and 0.22 < light[0.3] < 0.38
+    assert {k for k in kinds[1.0]} == {"white", "ivory", "beige"}
+    assert "light_housings" not in settings(SPEC, BlenderConfig(n=3))
+    assert settings(SPEC, BlenderConfig(n=3, light_housings=1.0))["light_housings"] == 1.0
+
+
 @pytest.mark.parametrize(
     "cfg, flag",
     [
@@ -106,6 +126,7 @@ def test_the_ok_twin_drops_only_the_defect():
         (BlenderConfig(widen=0.5), "--widen"),
         (BlenderConfig(classes=("BENDNG", "BAD")), "--classes"),
         (BlenderConfig(defect_columns=(0, 4)), "--defect-columns"),
+        (BlenderConfig(light_housings=1.5), "--light-housings"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_flag(cfg, flag):
