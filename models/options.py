@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,7 @@ def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
     for nested configs). An unknown key, or a value of another type than the field's, is a
     ValueError naming the dotted key."""
     names = {f.name for f in dataclasses.fields(base)}
+    hints = typing.get_type_hints(type(base))
     kw = {}
     for k, v in over.items():
         if k not in names:
@@ -142,6 +144,8 @@ def merge(base: Any, over: dict[str, Any], where: str = "") -> Any:
             kw[k] = merge(cur, v, f"{where}{k}.")
         elif isinstance(cur, dict) and isinstance(v, _Dotted):
             kw[k] = {**cur, **v}
+        elif v is None and type(None) in typing.get_args(hints.get(k)):
+            kw[k] = None  # an optional setting back to its "none" (`--set data.mix_n=null`)
         else:
             kw[k] = _typed_value(f"{where}{k}", cur, v)
     return dataclasses.replace(base, **kw)

@@ -62,6 +62,14 @@ def test_sets_reach_nested_fields_with_their_types():
     assert cfg.inner.share == 1.0 and isinstance(cfg.inner.share, float)
 
 
+def test_an_optional_setting_a_preset_filled_goes_back_to_null_and_a_required_one_refuses_it():
+    """`--preset both-renderers --set data.mix_n=null` (every frame of each set) used to be refused."""
+    preset = merge(Outer(), {"inner": {"folder": "data/x"}})
+    assert merge(preset, parse_sets(["inner.folder=null"])).inner.folder is None
+    with pytest.raises(ValueError, match="epochs: expected int"):
+        merge(Outer(), parse_sets(["epochs=null"]))
+
+
 @dataclass
 class WithDict:
     overrides: dict = option({"stem_depth": 2}, "fields over the model's")
