@@ -111,6 +111,10 @@ class DataConfig:
         "Blender frames, so that fine-tuning on a line keeps what it knew of them)",
     )  # fmt: skip
     keep_n: int | None = option(None, "frames of each keep_set, as mix_n (null: the whole set)")
+    keep_per_epoch: int | None = option(
+        None, "of the keep_set frames, this many drawn afresh each epoch (a shorter epoch that still sees them "
+        "all over the run; null: every one, every epoch)", bounds=(1, 1_000_000),
+    )  # fmt: skip
 
 
 @dataclass
@@ -280,7 +284,7 @@ def _synth_folder(
 
 def prepare_data(
     cfg: TrainConfig, part: PartSpec, ispec: InputSpec, progress: bool = True
-) -> tuple[Samples, Samples, dict[str, str]]:
+) -> tuple[Samples, Samples, dict[str, Any]]:
     d = cfg.data
     mix_dirs = _mix_folders(d, part, cfg.workers, progress)  # first: a set that cannot be made fails before the renders
     keep_dirs = _named_sets(d.keep_set, d.keep_n, "data.keep_set", part, cfg.workers, progress)
@@ -322,8 +326,11 @@ def prepare_data(
         for _ in range(d.mix_repeat - 1):  # each copy gets its own shift/colour/camera augmentation per batch
             repeated = concat(repeated, mix)
         train = concat(train, repeated)  # (the renders copied once, not once per repeat)
+    keep_from = len(train)
     for more in keep_dirs:  # once an epoch, whatever mix_repeat says
         train = concat(train, load_folder(more, ispec, workers=cfg.workers, progress=progress, pitch_px=pitch))
+    if keep_dirs:
+        info["keep_frames"] = len(train) - keep_from  # the last ones: epoch_order draws from them
     if mix_dirs or keep_dirs:
         # several sets: their folders and hashes comma-separated (training.ship reads them so)
         dirs = mix_dirs + keep_dirs
@@ -666,9 +673,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     train_s, val_s, data_info = prepare_data(cfg, part, ispec, progress)
     t_data = time.time() - t_start
     print(f"data: {len(train_s)} training, {len(val_s)} validation images ({t_data:.0f}s)")
+    keep, per_epoch = data_info.get("keep_frames", 0), cfg.data.keep_per_epoch
+    epoch_len = len(train_s) - keep + min(keep, per_epoch) if keep and per_epoch else len(train_s)
+    if epoch_len < len(train_s):
+        print(f"an epoch: {epoch_len} images ({per_epoch} of the {keep} kept frames, drawn afresh each epoch)")
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(train_s) // cfg.batch_size)
+    steps_per_epoch = max(1, epoch_len // cfg.batch_size)
     lr_at = _lr_schedule(cfg, steps_per_epoch * cfg.epochs)
     ema = None
     if cfg.ema_decay:  # timm's warm-up with power 1 and gamma 1: decay 1 - 1/(1 + n), a running mean
@@ -685,7 +696,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         for epoch in range(1, cfg.epochs + 1):
             t_epoch = time.time()
             losses = _epoch(
-                model, opt, train_s, ispec, cfg, rng, lr_at, step, bf16, epoch, steps_per_epoch, progress, ema
+                model, opt, train_s, ispec, cfg, rng, lr_at, step, bf16, epoch, steps_per_epoch, progress, ema, keep
             )
             step += len(losses)
             train_time += time.time() - t_epoch
@@ -739,11 +750,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
 def _epoch(
     model: PinViT, opt: Any, train_s: Samples, ispec: InputSpec, cfg: TrainConfig, rng: np.random.Generator,
     lr_at: Any, step: int, bf16: bool, epoch: int, steps: int, progress: bool, ema: ModelEmaV3 | None = None,
+    data_keep: int = 0,
 ) -> list[float]:  # fmt: skip
     """One pass over the training set in a fresh random order, from global step `step`; the loss
     of every batch. `ema`, if given, follows the weights after every step."""
     model.train()
-    order = rng.permutation(len(train_s))
+    order = epoch_order(len(train_s), data_keep, cfg.data.keep_per_epoch, rng)
     losses: list[float] = []
     bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not progress)
     for b in bar:
@@ -762,6 +774,15 @@ def _epoch(
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr_at(step + b + 1):.1e}")
     return losses
+
+
+def epoch_order(n: int, keep: int, per_epoch: int | None, rng: np.random.Generator) -> np.ndarray:
+    """The indices of one epoch in random order: every frame, except that of the last `keep`
+    (the kept frames) only `per_epoch` are drawn, afresh each epoch."""
+    if not keep or per_epoch is None or per_epoch >= keep:
+        return rng.permutation(n)
+    drawn = n - keep + rng.choice(keep, size=per_epoch, replace=False)
+    return rng.permutation(np.concatenate([np.arange(n - keep), drawn]))
 
 
 def _validate(model: PinViT, val_s: Samples, ispec: InputSpec) -> dict[str, Any]:

@@ -342,6 +342,33 @@ def test_a_named_mix_set_is_rendered_once_and_trained_on_beside_the_renders(tmp_
         train_mod.prepare_data(resolve_config(None, None, [*base, "data.keep_set=blender-test"]), SPEC, InputSpec())
 
 
+def test_kept_frames_drawn_afresh_each_epoch_shorten_the_epoch_and_are_all_seen(tmp_path, monkeypatch):
+    """`--set data.keep_per_epoch=K` (training.adapt's base frames): an epoch takes every line
+    frame and K of the kept ones, a new K each epoch, so the run is shorter and still sees them."""
+    import json
+
+    from training import datasets
+    from training.train import epoch_order, train
+
+    line, kept = tmp_path / "line", tmp_path / "kept"
+    generate(SPEC, SynthConfig(n=16, seed=5), line, progress=False)
+    generate(SPEC, SynthConfig(n=16, seed=6), kept, progress=False)
+    monkeypatch.setattr(datasets, "materialize", lambda s, part, n=None, workers=2, progress=True: kept)
+    base = [f"data.folder={line}", f"data.val_folder={line}", f"out={tmp_path}", "epochs=2", "batch_size=8",
+            "warmup_steps=1", "amp=off", 'model_overrides={"depth": 1}', "workers=1", "collapse_after=99",
+            "data.keep_set=blender-train"]  # fmt: skip
+    for name, extra, steps in (("all", [], 4), ("half", ["data.keep_per_epoch=8"], 3)):
+        train(resolve_config(None, None, [*base, f"name={name}", *extra]), progress=False)
+        log = [json.loads(r) for r in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [steps, 2 * steps], (name, log)
+    rng = np.random.default_rng(0)
+    epochs = [epoch_order(40, 16, 4, rng) for _ in range(30)]
+    assert all(len(e) == 28 and len(set(e)) == 28 and set(range(24)) <= set(e) for e in epochs)
+    assert set(np.concatenate(epochs)) == set(range(40))  # every kept frame drawn in some epoch
+    assert len({tuple(sorted(e[e >= 24])) for e in epochs}) > 1
+    assert sorted(epoch_order(40, 16, None, rng)) == list(range(40))
+
+
 def test_train_help_lists_every_setting_and_a_bad_set_is_one_line(capsys):
     from training import train as train_mod
 
