@@ -753,7 +753,8 @@ def _epoch(
     data_keep: int = 0,
 ) -> list[float]:  # fmt: skip
     """One pass over the training set in a fresh random order, from global step `step`; the loss
-    of every batch. `ema`, if given, follows the weights after every step."""
+    of every batch. `ema`, if given, follows the weights after every step. The last `data_keep`
+    frames are kept ones: `data.keep_per_epoch` of them are drawn for this pass (epoch_order)."""
     model.train()
     order = epoch_order(len(train_s), data_keep, cfg.data.keep_per_epoch, rng)
     losses: list[float] = []
