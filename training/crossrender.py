@@ -9,6 +9,7 @@ renderer or a mix of both and then scores it on each:
   python -m training.crossrender train --on blender --set epochs=10     # Blender -> procedural
   python -m training.crossrender train --on mix                          # both -> each
   python -m training.crossrender total runs/crossrender/a_*.json runs/crossrender/b_*.json
+  python -m training.crossrender average runs/crossrender/a_*.json runs/crossrender/b_*.json
 
 Every row reports 3-class accuracy, NG vs OK, escape (defective called OK), overkill (good
 called NG), pin named, and missing pins (height <= 10%: only the hole shows), which must never
@@ -16,24 +17,31 @@ be called OK. Sets come from training.datasets (rendered once into data/, then r
 Blender renderer needs `make blender-venv`. Test sets are for scoring; choose recipes on the
 selection sets (`--sets procedural-select,blender-select`). `total` adds up the rows that `score
 --json` wrote, per model: escapes, overkills and wrong NG/OK calls over several sets (how the
-shipped run was chosen, docs/ablation.md).
+shipped run was chosen, docs/ablation.md). `average` scores what several models would call
+together, their class scores averaged frame by frame (an ensemble), from the predictions their
+`score --json` runs saved: no model is run again.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.checkpoint import CheckpointError
 from models.cli import command_parser, write_json
-from models.labels import LabelsError
-from models.metrics import confusion_counts
-from models.part import PartSpecError, load_part
+from models.decision import decide
+from models.labels import LabelsError, read_labels
+from models.metrics import confusion_counts, metrics
+from models.part import CLASSES, PartSpecError, load_part
+from models.synth.dataset import read_meta
 from training import datasets
-from training.evaluate import evaluate
+from training.evaluate import by_housing, evaluate, missing_pins
 
 DEFAULT_SETS = ("procedural-test", "blender-test")
 TRAIN_ON = ("procedural", "blender", "mix")
@@ -58,7 +66,8 @@ def score(
         folder = datasets.materialize(s, spec, data, n=n, progress=progress)
         preds = out / f"preds-{Path(checkpoint).parent.name}-{folder.name}.csv"
         result = evaluate(Path(checkpoint), folder, preds, progress=progress)
-        rows.append({"set": name, "renderer": s.renderer, "folder": str(folder), **result["metrics"]})
+        rows.append({"set": name, "renderer": s.renderer, "folder": str(folder), "predictions": str(preds),
+                     **result["metrics"]})  # fmt: skip
     return rows
 
 
@@ -71,9 +80,10 @@ def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
     ]
     for r in rows:
         mp = r.get("missing_pins", {"n": 0, "escapes": 0})
+        pin = f"{r['pin_accuracy']:.3f}" if "pin_accuracy" in r else "-"
         lines.append(
             f"| {r['set']} | {r['renderer']} | {r['n']} | {r['accuracy']:.3f} | {r['ng_ok_accuracy']:.3f} | "
-            f"{r['escape_rate']:.2%} | {r['overkill_rate']:.2%} | {r.get('pin_accuracy', float('nan')):.3f} | "
+            f"{r['escape_rate']:.2%} | {r['overkill_rate']:.2%} | {pin} | "
             f"{mp['escapes']} of {mp['n']} | {_tone_cell(r, 'dark')} | {_tone_cell(r, 'light')} |"
         )
     return "\n".join(lines)
@@ -112,6 +122,62 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
     for t in out.values():
         t["wrong"] = t["escapes"] + t["overkills"]
     return dict(out)
+
+
+def _predictions(checkpoint: str, row: dict[str, Any], record: Path) -> Path:
+    """The predictions CSV behind a `score --json` row: recorded in it, or (records written before
+    it was) where score puts it by default."""
+    if row.get("predictions"):
+        return Path(row["predictions"])
+    return record.parent / f"preds-{Path(checkpoint).parent.name}-{Path(row['folder']).name}.csv"
+
+
+def _class_scores(path: Path) -> dict[str, list[float]]:
+    try:
+        with open(path, newline="") as f:
+            return {r["file"]: [float(r[f"score_{c}"]) for c in CLASSES] for r in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not a predictions CSV of training.evaluate ({type(e).__name__}: {e})") from None
+
+
+def average(files: list[Path]) -> dict[str, Any]:
+    """What the models of the `score --json` records would call together, their class scores
+    averaged frame by frame, on each set every model was scored on: a record like score's (no pin
+    naming: the CSVs keep the named pin, not the pin scores). ValueError naming a file that is not
+    such a record or a set one model lacks."""
+    by_model: dict[str, dict[str, tuple[dict[str, Any], Path]]] = defaultdict(dict)
+    for f in files:
+        try:
+            record = json.loads(Path(f).read_text())
+            for r in record["rows"]:
+                by_model[record["checkpoint"]][r["folder"]] = (r, _predictions(record["checkpoint"], r, Path(f)))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{f}: not a record of crossrender score --json ({type(e).__name__}: {e})") from None
+    if len(by_model) < 2:
+        raise ValueError(f"average needs the records of two models or more (got {len(by_model)})")
+    folders = list(next(iter(by_model.values())))
+    for ckpt, sets in by_model.items():
+        if set(sets) != set(folders):
+            raise ValueError(f"{ckpt}: scored on other sets than the first model ({sorted(sets)} vs {sorted(folders)})")
+    rows = []
+    for folder in folders:
+        first = next(iter(by_model.values()))[folder][0]
+        truth = read_labels(Path(folder) / "labels.csv")
+        scores = [_class_scores(sets[folder][1]) for sets in by_model.values()]
+        names = [n for n in truth if all(n in s for s in scores)]
+        if len(names) < len(truth):
+            raise ValueError(f"{folder}: {len(truth) - len(names)} frames lack a prediction of some model")
+        mean = np.mean([[s[n] for n in names] for s in scores], axis=0)
+        called, _ = decide(mean, np.zeros((len(names), 2)))
+        m = metrics(np.array([truth[n][0] for n in names]), called)
+        rows_called = [{"file": n, "label": CLASSES[c]} for n, c in zip(names, called, strict=True)]
+        meta_path = Path(folder) / "meta.jsonl"
+        if meta_path.exists():
+            meta = {r["file"]: r for r in read_meta(meta_path)}
+            m["missing_pins"] = missing_pins(meta, rows_called)
+            m["by_housing"] = by_housing(meta, rows_called)
+        rows.append({"set": first["set"], "renderer": first["renderer"], "folder": folder, **m})
+    return {"checkpoint": "average of " + " + ".join(by_model), "rows": rows}
 
 
 def format_totals(tot: dict[str, dict[str, Any]]) -> str:
@@ -158,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     to = sub.add_parser("total", help="add up score --json files per model: escapes, overkills, wrong calls")
     to.add_argument("files", type=Path, nargs="+", help="JSON files written by score --json")
+    av = sub.add_parser(
+        "average", help="what several models would call together (class scores averaged), from their score --json"
+    )
+    av.add_argument("files", type=Path, nargs="+", help="JSON files written by score --json, two models or more")
+    av.add_argument("--json", type=Path, default=None, help="also write the rows as JSON (a record total reads)")
     tr = sub.add_parser("train", help="train on one renderer (or a mix), then score on each")
     tr.add_argument("--on", choices=TRAIN_ON, required=True, help="frames to train on")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting (repeatable)")
@@ -180,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.cmd == "average":
+        try:
+            record = average(args.files)
+        except (ValueError, LabelsError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(format_rows(record["rows"], Path(record["checkpoint"])))
+        return write_json(args.json, record)
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     try:
         for name in names:

@@ -28,6 +28,7 @@ def test_score_gives_a_row_per_set_with_missing_pins(tmp_path):
     (preds,) = (tmp_path / "preds").glob("preds-*.csv")
     assert not list(ckpt.parent.glob("preds-*"))
     assert len(rows) == 1 and rows[0]["set"] == "procedural-test" and rows[0]["n"] == 40
+    assert rows[0]["predictions"] == str(preds)  # crossrender average reads them back
     (folder,) = (tmp_path / "data").glob("procedural-test-*")
     gone = {m["file"] for m in read_meta(folder / "meta.jsonl") if m["label"] == "NUKENG"
             and m["params"]["nuke_height"] <= 0.1}  # fmt: skip
@@ -127,6 +128,53 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
     assert crossrender.main(["total", files[0], str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "not a record of crossrender score --json" in err[0]
+
+
+def test_average_scores_what_two_models_call_together_from_their_saved_predictions(tmp_path, capsys):
+    """`crossrender average` (an ensemble, no model run again): the class scores of two models'
+    predictions CSVs averaged frame by frame. Each model lets one defect through that the other
+    catches, and both reject the same good part: together they let none through."""
+    import csv
+
+    from models.labels import read_labels
+
+    folder = tmp_path / "set"
+    generate(SPEC, SynthConfig(n=9, seed=3), folder, progress=False)
+    truth = read_labels(folder / "labels.csv")
+    good = [f for f, (c, _) in truth.items() if CLASSES[c] == "OK"]
+    bad = [f for f, (c, _) in truth.items() if CLASSES[c] != "OK"]
+    ok = CLASSES.index("OK")
+
+    def preds(path, wrong):  # right with 0.8 on every frame, except those in `wrong`: {file: scores}
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["file", "label", "pin", *(f"score_{c}" for c in CLASSES)])
+            for name, (c, pin) in truth.items():
+                sc = wrong.get(name) or [0.8 if k == c else 0.1 for k in range(3)]
+                w.writerow([name, CLASSES[int(np.argmax(sc))], pin, *sc])
+
+    escape = [0.1, 0.1, 0.8]
+    preds(tmp_path / "a.csv", {bad[0]: escape, good[0]: [0.8, 0.1, 0.1]})
+    preds(tmp_path / "preds-mb-set.csv", {bad[1]: escape, good[0]: [0.6, 0.1, 0.3]})  # score's default name
+    row = {"set": "s", "renderer": "procedural", "folder": str(folder)}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"checkpoint": "runs/ma/model.safetensors",
+                             "rows": [{**row, "predictions": str(tmp_path / "a.csv")}]}))  # fmt: skip
+    b.write_text(json.dumps({"checkpoint": "runs/mb/model.safetensors", "rows": [row]}))  # written before the path
+    assert crossrender.main(["average", str(a), str(b), "--json", str(tmp_path / "avg.json")]) == 0
+    (got,) = json.loads((tmp_path / "avg.json").read_text())["rows"]
+    assert (got["escapes"], got["overkills"], got["n"]) == (0, 1, 9)
+    assert got["confusion"][ok][ok] == len(good) - 1 and got["accuracy"] == pytest.approx(8 / 9)
+    assert "pin_accuracy" not in got and got["missing_pins"]["n"] == sum(
+        r["label"] == "NUKENG" and r["params"]["nuke_height"] <= 0.1
+        for r in map(json.loads, open(folder / "meta.jsonl"))
+    )
+    capsys.readouterr()
+    assert crossrender.main(["total", str(tmp_path / "avg.json")]) == 0
+    assert "| 0 of 6 | 1 of 3 | 1 |" in capsys.readouterr().out
+    assert crossrender.main(["average", str(a)]) == 2  # one model is not an average
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "two models or more" in err[0]
 
 
 def test_evaluate_splits_the_ng_ok_errors_by_housing_tone(tmp_path):
