@@ -143,9 +143,8 @@ def _class_scores(path: Path) -> dict[str, list[float]]:
 def average(files: list[Path]) -> dict[str, Any]:
     """What the models of the `score --json` records would call together, their class scores
     averaged frame by frame and decided at the default thresholds, on each set every model was
-    scored on: a record like score's (no pin
-    naming: the CSVs keep the named pin, not the pin scores). ValueError naming a file that is not
-    such a record or a set one model lacks."""
+    scored on: a record like score's (no pin naming: the CSVs keep the named pin, not the pin
+    scores). ValueError naming a file that is not such a record or a set one model lacks."""
     by_model: dict[str, dict[str, tuple[dict[str, Any], Path]]] = defaultdict(dict)
     for f in files:
         try:
