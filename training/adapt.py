@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      located {len(located)} named pins with the base model's pin map (no click, no positions)")
         repeat = cfg.data.mix_repeat  # (a --set may have changed it)
         also = f" + the base's {cfg.data.keep_set}" if cfg.data.keep_set else ""
+        if also and cfg.data.keep_per_epoch:
+            also += f" ({cfg.data.keep_per_epoch} of its frames an epoch)"
         print(
             f"[3/6] fine-tuning on {train_dir} (x{repeat} an epoch) + {cfg.data.n} renders{also}, {cfg.epochs} epochs"
         )
