@@ -39,9 +39,8 @@ from models.decision import decide
 from models.labels import LabelsError, read_labels
 from models.metrics import confusion_counts, metrics
 from models.part import CLASSES, PartSpecError, load_part
-from models.synth.dataset import read_meta
 from training import datasets
-from training.evaluate import by_housing, evaluate, missing_pins
+from training.evaluate import breakdowns, evaluate
 
 DEFAULT_SETS = ("procedural-test", "blender-test")
 TRAIN_ON = ("procedural", "blender", "mix")
@@ -170,12 +169,7 @@ def average(files: list[Path]) -> dict[str, Any]:
         mean = np.mean([[s[n] for n in names] for s in scores], axis=0)
         called, _ = decide(mean, np.zeros((len(names), 2)))
         m = metrics(np.array([truth[n][0] for n in names]), called)
-        rows_called = [{"file": n, "label": CLASSES[c]} for n, c in zip(names, called, strict=True)]
-        meta_path = Path(folder) / "meta.jsonl"
-        if meta_path.exists():
-            meta = {r["file"]: r for r in read_meta(meta_path)}
-            m["missing_pins"] = missing_pins(meta, rows_called)
-            m["by_housing"] = by_housing(meta, rows_called)
+        m |= breakdowns(Path(folder), [{"file": n, "label": CLASSES[c]} for n, c in zip(names, called, strict=True)])
         rows.append({"set": first["set"], "renderer": first["renderer"], "folder": folder, **m})
     return {"checkpoint": "average of " + " + ".join(by_model), "rows": rows}
 

@@ -98,14 +98,22 @@ def evaluate(
     result: dict[str, Any] = {"n": len(rows), "skipped": scored.skipped, "predictions": str(out)}
     m = scored.metrics()
     if m is not None:
-        meta_path = Path(images) / "meta.jsonl"
-        if meta_path.exists():
-            meta = {r["file"]: r for r in read_meta(meta_path)}
-            m["bend_direction"] = _by_bend_direction(meta, rows)
-            m["missing_pins"] = missing_pins(meta, rows)
-            m["by_housing"] = by_housing(meta, rows)
-        result["metrics"] = m
+        result["metrics"] = {**m, **breakdowns(Path(images), rows)}
     return result
+
+
+def breakdowns(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a rendered folder's meta.jsonl lets us split the calls `rows` (file, label) by: bend
+    direction, missing pins, housing tone; nothing for a folder without it (relabelled frames)."""
+    meta_path = Path(folder) / "meta.jsonl"
+    if not meta_path.exists():
+        return {}
+    meta = {r["file"]: r for r in read_meta(meta_path)}
+    return {
+        "bend_direction": _by_bend_direction(meta, rows),
+        "missing_pins": missing_pins(meta, rows),
+        "by_housing": by_housing(meta, rows),
+    }
 
 
 def _by_bend_direction(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
