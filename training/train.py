@@ -225,6 +225,8 @@ def resolve_config(preset: str | None, config_file: Path | None, sets: list[str]
     check(cfg)
     if not cfg.ema_decay and cfg.ema_start != TrainConfig().ema_start:  # it would change nothing
         raise ValueError("ema_start: used only with ema_decay > 0 (without it the weights are not averaged)")
+    if cfg.data.keep_per_epoch is not None and not cfg.data.keep_set:  # it would change nothing
+        raise ValueError("data.keep_per_epoch: used only with data.keep_set (the frames it draws from)")
     unknown = sorted(set(cfg.model_overrides) - set(PinViTConfig.__dataclass_fields__))
     if unknown:  # timm would drop them and train the model without them
         known = ", ".join(sorted(PinViTConfig.__dataclass_fields__))

@@ -234,6 +234,8 @@ def test_ema_start_without_ema_decay_is_refused_not_ignored():
     with pytest.raises(ValueError, match="ema_start: used only with ema_decay > 0"):
         resolve_config(None, None, ["ema_start=0.3"])
     assert resolve_config(None, None, ["ema_start=0.3", "ema_decay=0.999"]).ema_start == 0.3
+    with pytest.raises(ValueError, match="data.keep_per_epoch: used only with data.keep_set"):
+        resolve_config(None, None, ["data.keep_per_epoch=500"])
 
 
 def test_camera_augment_moves_the_pin_positions_with_the_image():
