@@ -34,6 +34,7 @@ class NamedSet:
     styles: str = ALL_STYLES  # procedural only
     defect_columns: tuple[int, ...] | None = None  # procedural only: defects only in these columns
     light_housings: float | None = None  # Blender only: share of light housings (None = the renderer's 0.3)
+    border_defects: float | None = None  # Blender only: share of defects on border pins (None = the renderer's 0)
 
     def settings(self, n: int | None = None) -> dict[str, Any]:
         """The rendering settings, as the model card records them."""
@@ -42,8 +43,9 @@ class NamedSet:
             out |= {"styles": self.styles, "widen": self.widen}
             if self.defect_columns:
                 out["defect_columns"] = self.defect_columns
-        elif self.light_housings is not None:
-            out["light_housings"] = self.light_housings
+        else:
+            blender = {"light_housings": self.light_housings, "border_defects": self.border_defects}
+            out |= {k: v for k, v in blender.items() if v is not None}
         return out
 
 
@@ -86,6 +88,17 @@ SETS: dict[str, NamedSet] = {
             "Blender renderer, every housing white, ivory or beige (where Blender frames are hardest)",
             role="train",
             light_housings=1.0,
+        ),
+        NamedSet(
+            "blender-train-border",
+            "blender",
+            1000,
+            797979,
+            "Blender renderer, 80% of the defects on border pins, bent out over the housing's edge; "
+            "half the housings light (where the shipped model lets most defects through)",
+            role="train",
+            light_housings=0.5,
+            border_defects=0.8,
         ),
         # The model card's sets (training.ship), in the card's order.
         NamedSet(
@@ -187,6 +200,8 @@ def materialize(
     cmd += ["--widen", str(s.widen), "--part", part_arg] + ([] if progress else ["--quiet"])
     if s.light_housings is not None:
         cmd += ["--light-housings", str(s.light_housings)]
+    if s.border_defects is not None:
+        cmd += ["--border-defects", str(s.border_defects)]
     done = subprocess.run(cmd, cwd=REPO, stdout=sys.stderr if progress else subprocess.DEVNULL)
     if done.returncode != 0:
         raise DatasetError(f"{s.name}: the Blender renderer failed (exit {done.returncode}): {' '.join(cmd)}")

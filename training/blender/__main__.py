@@ -15,7 +15,13 @@ from typing import NoReturn
 from models.cli import guarded
 from models.part import PartSpecError, load_part
 from training.blender.dataset import is_rendered, render_folder, resumable_frames
-from training.blender.sampling import DEFAULT_SAMPLES, LIGHT_HOUSINGS, BlenderConfig, BlenderRenderError
+from training.blender.sampling import (
+    BORDER_DEFECTS,
+    DEFAULT_SAMPLES,
+    LIGHT_HOUSINGS,
+    BlenderConfig,
+    BlenderRenderError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"share of frames with a white, ivory or beige housing instead of a dark one, 0 to 1 "
         f"(default {LIGHT_HOUSINGS}); a training set for light housings can raise it",
     )
+    ap.add_argument(
+        "--border-defects",
+        type=float,
+        default=BORDER_DEFECTS,
+        help="share of the defects put on a border pin (back row, outer columns), 0 to 1; with it, "
+        "a bent border pin leans out over the housing's edge, where a model misses most "
+        f"(default {BORDER_DEFECTS}: defects on any pin, bent any way)",
+    )
     ap.add_argument("--classes", default="BENDNG,NUKENG,OK", help="classes to draw, balanced (default all three)")
     ap.add_argument(
         "--defect-columns",
@@ -91,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             widen=args.widen,
             samples=args.samples,
             light_housings=args.light_housings,
+            border_defects=args.border_defects,
             threads=args.threads if args.threads else 0,
         )
         if is_rendered(spec, cfg, args.out):

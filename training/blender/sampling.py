@@ -24,6 +24,9 @@ GENERATOR = "blender"
 GENERATOR_VERSION = "1"
 DEFAULT_SAMPLES = 3
 LIGHT_HOUSINGS = 0.3  # share of white/ivory/beige housings; PART.md: "mostly dark"
+# Share of defect frames whose defect sits on a border pin (back row, outer columns), bends leaning
+# out across the housing's edge: where the shipped model lets most Blender defects through.
+BORDER_DEFECTS = 0.0
 # Keys of a frame's params that describe its defect; the OK twin drops them.
 DEFECT_KEYS = ("bend_deg", "bend_dir_deg", "nuke_height")
 
@@ -42,6 +45,7 @@ class BlenderConfig:
     samples: int = DEFAULT_SAMPLES  # Cycles path-tracing samples per pixel (denoised)
     threads: int = 0  # render threads, 0 = every core; does not change the pixels
     light_housings: float = LIGHT_HOUSINGS  # share of frames with a white/ivory/beige housing
+    border_defects: float = BORDER_DEFECTS  # share of defects moved to a border pin, bends leaning outward
 
 
 def settings(spec: PartSpec, cfg: BlenderConfig) -> dict[str, Any]:
@@ -54,6 +58,7 @@ def settings(spec: PartSpec, cfg: BlenderConfig) -> dict[str, Any]:
         "samples": cfg.samples,
         # recorded only when changed, so folders rendered before the option keep their settings
         **({"light_housings": cfg.light_housings} if cfg.light_housings != LIGHT_HOUSINGS else {}),
+        **({"border_defects": cfg.border_defects} if cfg.border_defects != BORDER_DEFECTS else {}),
     }
 
 
@@ -67,6 +72,8 @@ def check_config(spec: PartSpec, cfg: BlenderConfig) -> None:
         raise BlenderRenderError(f"--widen must be between 1 (exactly PART.md) and 3, got {cfg.widen}")
     if not 0.0 <= cfg.light_housings <= 1.0:
         raise BlenderRenderError(f"--light-housings must be a share between 0 and 1, got {cfg.light_housings}")
+    if not 0.0 <= cfg.border_defects <= 1.0:
+        raise BlenderRenderError(f"--border-defects must be a share between 0 and 1, got {cfg.border_defects}")
     if cfg.threads < 0:
         raise BlenderRenderError(f"--threads must be 0 (every core) or more, got {cfg.threads}")
     if not cfg.classes:
@@ -86,10 +93,14 @@ def check_config(spec: PartSpec, cfg: BlenderConfig) -> None:
 
 def plan(spec: PartSpec, cfg: BlenderConfig) -> list[tuple[str, int]]:
     """(label, pin) for every frame: the classes as even as n allows, in random order; a
-    defect sits on a pin drawn uniformly from the allowed columns, OK frames have pin 0."""
+    defect sits on a pin drawn uniformly from the allowed columns, OK frames have pin 0. With
+    `border_defects`, that share of the defects is moved to a border pin of those columns
+    (drawn from a stream of its own: at 0 the plan is the one rendered before the option)."""
     check_config(spec, cfg)
     columns = cfg.defect_columns or tuple(range(1, spec.cols + 1))
     pins = spec.pins_in_columns(list(columns))
+    border = [p for p in spec.border_pins() if p in pins]
+    moved = np.random.default_rng([cfg.seed, 0xB0DE5]) if cfg.border_defects and border else None
     rng = np.random.default_rng([cfg.seed, 0xB1E4DE])
     k = len(cfg.classes)
     # n // k of each class, the remainder spread over randomly chosen classes
@@ -99,14 +110,17 @@ def plan(spec: PartSpec, cfg: BlenderConfig) -> list[tuple[str, int]]:
     out = []
     for i in order:
         label = labels[int(i)]
-        out.append((label, 0 if label == "OK" else int(pins[int(rng.integers(len(pins)))])))
+        pin = 0 if label == "OK" else int(pins[int(rng.integers(len(pins)))])
+        if pin and moved is not None and moved.random() < cfg.border_defects:
+            pin = border[int(moved.integers(len(border)))]
+        out.append((label, pin))
     return out
 
 
 def frame_params(spec: PartSpec, cfg: BlenderConfig, index: int, label: str, pin: int) -> dict[str, Any]:
     """The params of frame `index` of a folder: a function of (seed, index) alone."""
     rng = np.random.default_rng([cfg.seed, index])
-    return sample_params(spec, rng, label, pin, cfg.widen, cfg.samples, cfg.light_housings)
+    return sample_params(spec, rng, label, pin, cfg.widen, cfg.samples, cfg.light_housings, cfg.border_defects > 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,10 +219,13 @@ def sample_params(
     widen: float = 1.0,
     samples: int = DEFAULT_SAMPLES,
     light_housings: float = LIGHT_HOUSINGS,
+    lean_outward: bool = False,
 ) -> dict[str, Any]:
     """Every random choice for one frame, JSON-able. `widen` stretches the camera's ranges of
     PART.md about their centres; the defect ranges define the labels and are never widened.
-    `light_housings` is the share of white/ivory/beige housings (PART.md: mostly dark)."""
+    `light_housings` is the share of white/ivory/beige housings (PART.md: mostly dark).
+    `lean_outward`: a bent border pin leans within 45 degrees of straight out over the housing's
+    edge (its angle still PART.md's); every other draw is the same as without it."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r} (known: {', '.join(spec.classes)})")
     if (label == "OK") != (pin == 0):
@@ -251,6 +268,9 @@ def sample_params(
     if label == "BENDNG":  # direction: 0 = to the right, 90 = away from the camera, 270 = towards it
         p["bend_deg"] = _u(rng, *d.bend_deg)
         p["bend_dir_deg"] = _u(rng, 0, 360)
+        if lean_outward and pin in spec.border_pins():  # drawn last: the frame's other draws stay
+            out = spec.outward_directions(pin)
+            p["bend_dir_deg"] = (out[int(rng.integers(len(out)))] + _u(rng, -45, 45)) % 360
     elif label == "NUKENG":
         p["nuke_height"] = _u(rng, *d.nuke_height)
     return p

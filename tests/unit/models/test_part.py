@@ -63,3 +63,18 @@ def test_round_trip_and_fingerprint(tmp_path):
     raw = _raw()
     raw["cols"] = 8
     assert part_from_dict(raw).fingerprint() != spec.fingerprint()
+
+
+def test_border_pins_and_which_way_a_bend_leans_out_over_the_housing_edge():
+    """The back row and the outer columns are the border (PART.md's numbering: pin 1 top-left as
+    the camera sees it, the back row on top); a bend leans out when it points within 45 degrees
+    of straight out over the nearest edge (0 = right, 90 = away from the camera, 180 = left)."""
+    spec = load_part("default")
+    assert spec.border_pins() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 18, 19, 27]
+    assert spec.outward_directions(1) == [90.0, 180.0] and spec.outward_directions(9) == [90.0, 0.0]
+    assert spec.outward_directions(5) == [90.0] and spec.outward_directions(19) == [180.0]
+    assert spec.outward_directions(14) == [] and spec.outward_directions(23) == []  # inner, front row
+    assert spec.leans_outward(19, 200.0) and not spec.leans_outward(19, 300.0)
+    assert spec.leans_outward(27, 350.0) and spec.leans_outward(27, 30.0)  # across 0/360
+    assert not spec.leans_outward(27, 90.0)  # the front row has no back edge
+    assert spec.leans_outward(1, 134.0) and not spec.leans_outward(14, 90.0)

@@ -118,6 +118,30 @@ def test_light_housings_share_changes_the_housing_alone():
     assert settings(SPEC, BlenderConfig(n=3, light_housings=1.0))["light_housings"] == 1.0
 
 
+def test_border_defects_move_defects_to_border_pins_bent_out_and_leave_older_folders_alone():
+    """A training set for where the model misses most: the share of defects moved to a border pin
+    is honoured, every bent border pin leans out over the housing's edge, the frames keep their
+    scene (only the bend's direction is drawn anew), and at 0 the plan is the one rendered before."""
+    default = BlenderConfig(n=600, seed=9)
+    cfg = BlenderConfig(n=600, seed=9, border_defects=0.8)
+    items, before = plan(SPEC, cfg), plan(SPEC, default)
+    assert [label for label, _ in items] == [label for label, _ in before]  # the classes stay put
+    border = set(SPEC.border_pins())
+    defects = [pin for _, pin in items if pin]
+    share = sum(pin in border for pin in defects) / len(defects)
+    natural = sum(pin in border for _, pin in before if pin) / len(defects)  # ~13 of 27 pins
+    assert 0.35 < natural < 0.6 and 0.85 < share < 0.96  # 0.8 moved + 0.2 of the rest
+    frames = [frame_params(SPEC, cfg, i, label, pin) for i, (label, pin) in enumerate(items)]
+    bent = [f for f in frames if f["label"] == "BENDNG" and f["pin"] in border]
+    assert len(bent) > 100 and all(SPEC.leans_outward(f["pin"], f["bend_dir_deg"]) for f in bent)
+    twins = [frame_params(SPEC, default, i, label, pin) for i, (label, pin) in enumerate(items)]
+    for f, t in zip(frames, twins, strict=True):
+        drop = ("bend_dir_deg",) if f["label"] == "BENDNG" and f["pin"] in border else ()
+        assert {k: v for k, v in f.items() if k not in drop} == {k: v for k, v in t.items() if k not in drop}
+    assert "border_defects" not in settings(SPEC, default)
+    assert settings(SPEC, cfg)["border_defects"] == 0.8
+
+
 @pytest.mark.parametrize(
     "cfg, flag",
     [
@@ -127,6 +151,7 @@ def test_light_housings_share_changes_the_housing_alone():
         (BlenderConfig(classes=("BENDNG", "BAD")), "--classes"),
         (BlenderConfig(defect_columns=(0, 4)), "--defect-columns"),
         (BlenderConfig(light_housings=1.5), "--light-housings"),
+        (BlenderConfig(border_defects=-0.1), "--border-defects"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_flag(cfg, flag):
