@@ -74,8 +74,8 @@ def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
     lines = [
         f"model: {checkpoint}",
         "| set | renderer | images | 3-class | NG vs OK | escape | overkill | pin named | missing pins called OK "
-        "| wrong NG/OK: dark housings | light housings |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent out) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mp = r.get("missing_pins", {"n": 0, "escapes": 0})
@@ -83,7 +83,8 @@ def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
         lines.append(
             f"| {r['set']} | {r['renderer']} | {r['n']} | {r['accuracy']:.3f} | {r['ng_ok_accuracy']:.3f} | "
             f"{r['escape_rate']:.2%} | {r['overkill_rate']:.2%} | {pin} | "
-            f"{mp['escapes']} of {mp['n']} | {_tone_cell(r, 'dark')} | {_tone_cell(r, 'light')} |"
+            f"{mp['escapes']} of {mp['n']} | {_tone_cell(r, 'dark')} | {_tone_cell(r, 'light')} | "
+            f"{_border_cell(r.get('by_place', {}))} |"
         )
     return "\n".join(lines)
 
@@ -93,13 +94,26 @@ def _tone_cell(row: dict[str, Any], tone: str) -> str:
     return f"{t['escapes'] + t['overkills']} of {t['n']}" if t else "-"
 
 
+def _border_cell(places: dict[str, dict[str, int]]) -> str:
+    """Escapes on border pins of the defects there, and of those the bends out over the edge."""
+    if not places:
+        return "-"
+    border = [places.get(k, {"escapes": 0, "defective": 0}) for k in ("border", "border_out")]
+    out = border[1]
+    return (
+        f"{sum(b['escapes'] for b in border)} of {sum(b['defective'] for b in border)} "
+        f"({out['escapes']} of {out['defective']})"
+    )
+
+
 def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
     """Per checkpoint, the sets and counts of the `score --json` files given: images, escapes of
     defective, overkills of good, wrong NG/OK calls, missing pins called OK. ValueError naming a
     file that is not such a record."""
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"sets": [], "n": 0, "escapes": 0, "defective": 0, "overkills": 0, "good": 0, "missing": 0,
-                 "missing_ok": 0, "by_housing": defaultdict(lambda: {"n": 0, "wrong": 0})}
+                 "missing_ok": 0, "by_housing": defaultdict(lambda: {"n": 0, "wrong": 0}),
+                 "by_place": defaultdict(lambda: {"defective": 0, "escapes": 0})}
     )  # fmt: skip
     for f in files:
         try:
@@ -116,6 +130,9 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
                 for tone, h in r.get("by_housing", {}).items():  # older records lack it
                     t["by_housing"][tone]["n"] += h["n"]
                     t["by_housing"][tone]["wrong"] += h["escapes"] + h["overkills"]
+                for place, h in r.get("by_place", {}).items():  # older records lack it
+                    for k in ("defective", "escapes"):
+                        t["by_place"][place][k] += h[k]
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{f}: not a record of crossrender score --json ({type(e).__name__}: {e})") from None
     for t in out.values():
@@ -177,8 +194,8 @@ def average(files: list[Path]) -> dict[str, Any]:
 def format_totals(tot: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| model | sets | images | escapes | overkills | wrong NG/OK | missing pins called OK "
-        "| wrong NG/OK: dark housings | light housings |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent out) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ckpt, t in tot.items():
         tones = [t["by_housing"].get(k) for k in ("dark", "light")]
@@ -186,7 +203,7 @@ def format_totals(tot: dict[str, dict[str, Any]]) -> str:
             f"| {ckpt} | {', '.join(t['sets'])} | {t['n']} | {t['escapes']} of {t['defective']} | "
             f"{t['overkills']} of {t['good']} | {t['wrong']} | {t['missing_ok']} of {t['missing']} | "
             + " | ".join(f"{h['wrong']} of {h['n']}" if h else "-" for h in tones)
-            + " |"
+            + f" | {_border_cell(t['by_place'])} |"
         )
     return "\n".join(lines)
 

@@ -7,12 +7,14 @@ Writes one row per image (`file,label,pin,score_BENDNG,score_NUKENG,score_OK`; p
 predicted defective pin, 0 for OK). With labels it prints the confusion matrix, accuracy, escape
 rate (a defective part called OK) and overkill rate (a good part called NG), the pin accuracy,
 and, when the folder has the generator's meta.jsonl, the BENDNG/NUKENG confusion by bend
-direction (PART.md: a pin bent towards the camera looks pushed back) and the NG/OK errors by
-housing tone (PART.md's dark housings against its white, ivory and beige ones).
+direction (PART.md: a pin bent towards the camera looks pushed back), the NG/OK errors by
+housing tone (PART.md's dark housings against its white, ivory and beige ones) and the escapes by
+where the defect is (inner pins, border pins, border pins bent out over the housing's edge).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from models.checkpoint import CheckpointError, TorchModel
 from models.cli import command_parser, write_json
 from models.labels import LabelsError, check_writable, write_predictions
 from models.metrics import format_metrics
-from models.part import CLASSES, PartSpecError, load_part, part_from_dict
+from models.part import CLASSES, PartSpec, PartSpecError, load_part, part_from_dict
 from models.preprocess import InputSpec
 from models.scoring import Batch, Outputs, score
 from models.synth.dataset import read_meta
@@ -109,11 +111,54 @@ def breakdowns(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not meta_path.exists():
         return {}
     meta = {r["file"]: r for r in read_meta(meta_path)}
-    return {
+    out = {
         "bend_direction": _by_bend_direction(meta, rows),
         "missing_pins": missing_pins(meta, rows),
         "by_housing": by_housing(meta, rows),
     }
+    part = _folder_part(Path(folder))
+    if part is not None:
+        out["by_place"] = by_place(meta, rows, part)
+    return out
+
+
+def _folder_part(folder: Path) -> PartSpec | None:
+    """The part a rendered folder was drawn for (dataset.json names it), or None when that part
+    is not known here or has changed since (its fingerprint differs)."""
+    try:
+        identity = json.loads((folder / "dataset.json").read_text())
+        part = load_part(identity["part"])
+    except (OSError, ValueError, KeyError, TypeError, PartSpecError):
+        return None
+    return part if part.fingerprint() == identity.get("part_fingerprint") else None
+
+
+PLACES = {  # by_place's keys, in the order reports show them
+    "inner": "inner pins",
+    "border": "border pins, other defects",
+    "border_out": "border pins bent out over the edge",
+}
+
+
+def by_place(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]], part: PartSpec) -> dict[str, dict[str, int]]:
+    """Defective frames by where the defect is: an inner pin, a border pin (back row, outer
+    columns), or a border pin bent out over the housing's edge, its end crossing onto the
+    background (PartSpec.leans_outward); defects and escapes (called OK) of each."""
+    border = set(part.border_pins())
+    table: dict[str, dict[str, int]] = {}
+    for r in rows:
+        m = meta.get(r["file"])
+        if not m or m["label"] == "OK":
+            continue
+        pin = int(m["pin"])
+        place = "inner"
+        if pin in border:
+            out = m["label"] == "BENDNG" and part.leans_outward(pin, m["params"]["bend_dir_deg"])
+            place = "border_out" if out else "border"
+        t = table.setdefault(place, {"defective": 0, "escapes": 0})
+        t["defective"] += 1
+        t["escapes"] += r["label"] == "OK"
+    return table
 
 
 def _by_bend_direction(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -172,6 +217,15 @@ def by_housing(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> d
     return table
 
 
+def format_by_place(table: dict[str, dict[str, int]]) -> str:
+    lines = ["escapes by where the defect is"]
+    for key, what in PLACES.items():
+        if key in table:
+            t = table[key]
+            lines.append(f"  {what:<36} escapes {t['escapes']} of {t['defective']}")
+    return "\n".join(lines)
+
+
 def format_by_housing(table: dict[str, dict[str, int]]) -> str:
     lines = ["NG vs OK by housing tone"]
     for tone, t in sorted(table.items()):
@@ -197,6 +251,8 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"missing pins (height <= {MISSING_HEIGHT:.0%}): {mp['escapes']} of {mp['n']} called OK")
     if m.get("by_housing"):
         print("\n" + format_by_housing(m["by_housing"]))
+    if m.get("by_place"):
+        print("\n" + format_by_place(m["by_place"]))
     if m.get("bend_direction"):
         print("\nBENDNG images by bend direction -> predicted")
         for d, counts in sorted(m["bend_direction"].items()):

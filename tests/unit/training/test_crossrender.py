@@ -36,6 +36,10 @@ def test_score_gives_a_row_per_set_with_missing_pins(tmp_path):
     assert gone and rows[0]["missing_pins"]["n"] == len(gone)
     assert rows[0]["missing_pins"]["escapes"] == sum(called[f] == "OK" for f in gone)
     assert sum(t["n"] for t in rows[0]["by_housing"].values()) == 40  # every render says its housing
+    places = rows[0]["by_place"]  # every defect has a place on the part, its escapes from the CSV
+    defects = {m["file"]: m for m in read_meta(folder / "meta.jsonl") if m["label"] != "OK"}
+    assert sum(t["defective"] for t in places.values()) == len(defects)
+    assert sum(t["escapes"] for t in places.values()) == sum(called[f] == "OK" for f in defects)
     table = crossrender.format_rows(rows, ckpt)
     assert "| procedural-test | procedural | 40 |" in table
 
@@ -64,6 +68,10 @@ def test_a_light_housing_set_asks_the_blender_renderer_for_its_share(tmp_path, m
     assert argv[argv.index("--light-housings") + 1] == "1.0" and argv[argv.index("--seed") + 1] == "787878"
     datasets.materialize(datasets.get("blender-train"), SPEC, tmp_path, n=3, progress=False)
     assert "--light-housings" not in (tmp_path / "argv").read_text()
+    assert "--border-defects" not in (tmp_path / "argv").read_text()
+    datasets.materialize(datasets.get("blender-train-border"), SPEC, tmp_path, n=3, progress=False)
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[argv.index("--border-defects") + 1] == "0.8" and argv[argv.index("--light-housings") + 1] == "0.5"
 
 
 def test_mixing_renders_with_frames_that_have_no_pin_positions(tmp_path):
@@ -90,10 +98,12 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
     """`crossrender total` over the JSON that `score --json` writes: per model, the escapes,
     overkills and wrong NG/OK calls of all its sets, counted from each row's confusion matrix."""
 
-    def record(name, checkpoint, confusion, missing, housing=None):
+    def record(name, checkpoint, confusion, missing, housing=None, places=None):
         row = {"set": name, "n": sum(map(sum, confusion)), "confusion": confusion, "missing_pins": missing}
         if housing:  # records written before the housing breakdown have none
             row["by_housing"] = housing
+        if places:  # nor those written before the breakdown by place
+            row["by_place"] = places
         path = tmp_path / f"{name}-{checkpoint.replace('/', '_')}.json"
         path.write_text(json.dumps({"checkpoint": checkpoint, "rows": [row]}))
         return str(path)
@@ -109,6 +119,11 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
             [[60, 5, 2], [3, 60, 1], [1, 0, 40]],
             {"n": 9, "escapes": 1},
             tones((120, 90, 1, 30, 0), (52, 41, 2, 11, 1)),
+            {
+                "inner": {"defective": 70, "escapes": 1},
+                "border": {"defective": 50, "escapes": 1},
+                "border_out": {"defective": 11, "escapes": 1},
+            },
         ),
         record(
             "b",
@@ -116,13 +131,19 @@ def test_total_adds_up_score_records_per_model(tmp_path, capsys):
             [[30, 0, 4], [0, 30, 0], [2, 2, 30]],
             {"n": 4, "escapes": 0},
             tones((70, 48, 1, 22, 2), (28, 16, 3, 12, 2)),
+            {
+                "inner": {"defective": 30, "escapes": 0},
+                "border": {"defective": 28, "escapes": 2},
+                "border_out": {"defective": 6, "escapes": 2},
+            },
         ),
         record("a", "m2", [[67, 0, 0], [0, 64, 0], [0, 0, 41]], {"n": 9, "escapes": 0}),
     ]
     assert crossrender.main(["total", *files]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[2] == "| m1 | a 172, b 98 | 270 | 7 of 195 | 5 of 75 | 12 | 1 of 13 | 4 of 190 | 8 of 80 |"
-    assert out[3] == "| m2 | a 172 | 172 | 0 of 131 | 0 of 41 | 0 | 0 of 9 | - | - |"
+    m1 = "| m1 | a 172, b 98 | 270 | 7 of 195 | 5 of 75 | 12 | 1 of 13 | 4 of 190 | 8 of 80 | 6 of 95 (3 of 17) |"
+    assert out[2] == m1
+    assert out[3] == "| m2 | a 172 | 172 | 0 of 131 | 0 of 41 | 0 | 0 of 9 | - | - | - |"
     bad = tmp_path / "bad.json"
     bad.write_text('{"rows": []}')
     assert crossrender.main(["total", files[0], str(bad)]) == 2
@@ -203,4 +224,36 @@ def test_evaluate_splits_the_ng_ok_errors_by_housing_tone(tmp_path):
     assert "light  n=3     escapes 1 of 1  overkills 1 of 2  wrong NG/OK 2" in text
     row = {"set": "s", "renderer": "blender", "n": 7, "accuracy": 0.5, "ng_ok_accuracy": 0.5, "escape_rate": 0.5,
            "overkill_rate": 0.3, "by_housing": table}  # fmt: skip
-    assert crossrender.format_rows([row], tmp_path / "m").splitlines()[-1].endswith("| 1 of 3 | 2 of 3 |")
+    assert crossrender.format_rows([row], tmp_path / "m").splitlines()[-1].endswith("| 1 of 3 | 2 of 3 | - |")
+
+
+def test_evaluate_splits_the_escapes_by_where_the_defect_is(tmp_path):
+    """Inner pins, border pins, and border pins bent out over the housing's edge, from the
+    frames' pin and bend direction (0 = right, 90 = away from the camera, 180 = left)."""
+    from training.evaluate import breakdowns, by_place, format_by_place
+
+    meta = [
+        ("a.png", "BENDNG", 14, {"bend_dir_deg": 90.0}),  # inner pin: inner whichever way
+        ("b.png", "BENDNG", 1, {"bend_dir_deg": 170.0}),  # top-left corner, to the left: out
+        ("c.png", "BENDNG", 5, {"bend_dir_deg": 270.0}),  # back row, towards the camera: border
+        ("d.png", "NUKENG", 19, {"nuke_height": 0.3}),  # front-left: border, not bent
+        ("e.png", "BENDNG", 27, {"bend_dir_deg": 20.0}),  # front-right, to the right: out
+        ("f.png", "OK", 0, {}),  # good parts have no place
+    ]
+    called = {"a.png": "OK", "b.png": "OK", "c.png": "BENDNG", "d.png": "OK", "e.png": "NUKENG", "f.png": "OK"}
+    by_file = {f: {"file": f, "label": lab, "pin": pin, "params": p} for f, lab, pin, p in meta}
+    rows = [{"file": f, "label": lab} for f, lab in called.items()]
+    table = by_place(by_file, rows, SPEC)
+    assert table == {
+        "inner": {"defective": 1, "escapes": 1},
+        "border_out": {"defective": 2, "escapes": 1},
+        "border": {"defective": 2, "escapes": 1},
+    }
+    assert "border pins bent out over the edge   escapes 1 of 2" in format_by_place(table)
+    # a folder's breakdowns place them only when its dataset.json names a part known here, unchanged
+    (tmp_path / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in by_file.values()))
+    identity = {"part": "default", "part_fingerprint": SPEC.fingerprint()}
+    (tmp_path / "dataset.json").write_text(json.dumps(identity))
+    assert breakdowns(tmp_path, rows)["by_place"] == table
+    (tmp_path / "dataset.json").write_text(json.dumps({**identity, "part_fingerprint": "0" * 16}))
+    assert "by_place" not in breakdowns(tmp_path, rows)
