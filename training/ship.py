@@ -23,7 +23,7 @@ from models.checkpoint import CheckpointError, read_spec
 from models.cli import command_parser
 from models.part import load_part
 from training import datasets
-from training.evaluate import evaluate
+from training.evaluate import PLACES, evaluate
 from training.train import TrainConfig
 
 
@@ -290,6 +290,7 @@ def write_card(
             lines.append(f"| {d} | {n} | {c['BENDNG'] / n:.1%} | {c['NUKENG'] / n:.1%} | {c['OK'] / n:.1%} |")
         lines.append("")
     lines += _housing_section(results)
+    lines += _place_section(results)
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -311,6 +312,28 @@ def _housing_section(results: dict[str, Any]) -> list[str]:
             t = h.get(tone, {"escapes": 0, "defective": 0, "overkills": 0, "good": 0})
             cells += [f"{t['escapes']} of {t['defective']}", f"{t['overkills']} of {t['good']}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _place_section(results: dict[str, Any]) -> list[str]:
+    """Escapes per place of the defect on the part (inner pins, border pins, border pins bent out
+    over the housing's edge) of each test set with frame parameters: where a model lets defects
+    through, which one escape rate hides."""
+    rows = [(name, r["by_place"]) for name, r in results.items() if r.get("by_place")]
+    if not rows:
+        return []
+    lines = [
+        "### Escapes by where the defect is",
+        "",
+        "Border pins: the back row and the outer columns; bent out: leaning within 45 degrees "
+        "of straight out over the housing's edge, the pin's end crossing onto the background.",
+        "",
+        "| test set | " + " | ".join(PLACES.values()) + " |",
+        "|---|" + "---|" * len(PLACES),
+    ]
+    for name, places in rows:
+        cells = [places.get(k, {"escapes": 0, "defective": 0}) for k in PLACES]
+        lines.append(f"| {name} | " + " | ".join(f"{t['escapes']} of {t['defective']}" for t in cells) + " |")
     return lines + [""]
 
 

@@ -138,3 +138,19 @@ def test_the_card_splits_ng_ok_errors_by_housing_tone():
     assert "| blender-test | 1 of 46 | 0 of 24 | 2 of 20 | 3 of 10 |" in lines
     assert not any(line.startswith("| line") for line in lines)
     assert _housing_section({"line": {"accuracy": 0.9}}) == []
+
+
+def test_the_card_splits_escapes_by_where_the_defect_is():
+    """Each test set with frame parameters gets its escapes on inner pins, other border-pin defects
+    and border pins bent out over the edge; a place with no defect shows 0 of 0; no section when
+    no set has them."""
+    from training.ship import _place_section
+
+    places = {"inner": {"defective": 500, "escapes": 1}, "border_out": {"defective": 70, "escapes": 3}}
+    lines = _place_section({"blender-test": {"by_place": places}, "line": {"accuracy": 0.9}})
+    assert lines[0] == "### Escapes by where the defect is"
+    header = "| test set | inner pins | border pins, other defects | border pins bent out over the edge |"
+    assert header in lines
+    assert "| blender-test | 1 of 500 | 0 of 0 | 3 of 70 |" in lines
+    assert not any(line.startswith("| line") for line in lines)
+    assert _place_section({"line": {"accuracy": 0.9}}) == []
