@@ -21,6 +21,8 @@ from typing import Any
 
 PARTS_DIR = Path(__file__).resolve().parent / "parts"
 CLASSES: tuple[str, ...] = ("BENDNG", "NUKENG", "OK")
+# A bend "leans out" when it points within this many degrees of straight out towards the edge
+OUTWARD_WITHIN_DEG = 45.0
 
 
 class PartSpecError(ValueError):
@@ -91,19 +93,19 @@ class PartSpec:
         return [p for p in range(1, self.n_pins + 1) if self.pin_row_col(p)[1] + 1 in columns]
 
     def border_pins(self) -> list[int]:
-        """The pins on the back row or an outer column: a bend there can carry the pin's end out
-        across the housing's edge, onto the background."""
+        """The pins on the back row or an outer column: the pins next to the housing's edge."""
         return [p for p in range(1, self.n_pins + 1) if self.outward_directions(p)]
 
     def outward_directions(self, pin: int) -> list[float]:
         """Bend directions (degrees in the housing's plane: 0 = to the right, 90 = away from the
         camera, 180 = to the left, as both renderers record `bend_dir_deg`) that lean `pin` straight
-        out over the housing's nearest edge: none for an inner or front-row pin, two at a corner."""
+        out towards the housing's nearest edge (a back-row pin bent so rises past the back edge, onto
+        the background): none for an inner or front-row pin, two at a corner."""
         row, col = self.pin_row_col(pin)
         return [d for d, on in ((90.0, row == 0), (180.0, col == 0), (0.0, col == self.cols - 1)) if on]
 
-    def leans_outward(self, pin: int, bend_dir_deg: float, within_deg: float = 45.0) -> bool:
-        """Whether a pin bent towards `bend_dir_deg` leans out over the housing's edge (within
+    def leans_outward(self, pin: int, bend_dir_deg: float, within_deg: float = OUTWARD_WITHIN_DEG) -> bool:
+        """Whether a pin bent towards `bend_dir_deg` leans out towards the housing's edge (within
         `within_deg` of one of its outward directions)."""
         return any(abs((bend_dir_deg - d + 180.0) % 360.0 - 180.0) <= within_deg for d in self.outward_directions(pin))
 

@@ -74,7 +74,7 @@ def format_rows(rows: list[dict[str, Any]], checkpoint: Path) -> str:
     lines = [
         f"model: {checkpoint}",
         "| set | renderer | images | 3-class | NG vs OK | escape | overkill | pin named | missing pins called OK "
-        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent out) |",
+        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent outward) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -133,7 +133,7 @@ def totals(files: list[Path]) -> dict[str, dict[str, Any]]:
                 for place, h in r.get("by_place", {}).items():  # older records lack it
                     for k in ("defective", "escapes"):
                         t["by_place"][place][k] += h[k]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"{f}: not a record of crossrender score --json ({type(e).__name__}: {e})") from None
     for t in out.values():
         t["wrong"] = t["escapes"] + t["overkills"]
@@ -194,7 +194,7 @@ def average(files: list[Path]) -> dict[str, Any]:
 def format_totals(tot: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| model | sets | images | escapes | overkills | wrong NG/OK | missing pins called OK "
-        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent out) |",
+        "| wrong NG/OK: dark housings | light housings | escapes: border pins (bent outward) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ckpt, t in tot.items():

@@ -94,8 +94,8 @@ SETS: dict[str, NamedSet] = {
             "blender",
             1000,
             797979,
-            "Blender renderer, 80% of the defects on border pins, bent out over the housing's edge; "
-            "half the housings light (where the shipped model lets most defects through)",
+            "Blender renderer, 80% of the defects moved to border pins, bent ones leaning out towards "
+            "the housing's edge; half the housings light",
             role="train",
             light_housings=0.5,
             border_defects=0.8,

@@ -9,7 +9,7 @@ rate (a defective part called OK) and overkill rate (a good part called NG), the
 and, when the folder has the generator's meta.jsonl, the BENDNG/NUKENG confusion by bend
 direction (PART.md: a pin bent towards the camera looks pushed back), the NG/OK errors by
 housing tone (PART.md's dark housings against its white, ivory and beige ones) and the escapes by
-where the defect is (inner pins, border pins, border pins bent out over the housing's edge).
+where the defect is (inner pins, border pins, border pins bent out towards the housing's edge).
 """
 
 from __future__ import annotations
@@ -136,14 +136,15 @@ def _folder_part(folder: Path) -> PartSpec | None:
 PLACES = {  # by_place's keys, in the order reports show them
     "inner": "inner pins",
     "border": "border pins, other defects",
-    "border_out": "border pins bent out over the edge",
+    "border_out": "border pins bent outward",
 }
 
 
 def by_place(meta: dict[str, dict[str, Any]], rows: list[dict[str, Any]], part: PartSpec) -> dict[str, dict[str, int]]:
     """Defective frames by where the defect is: an inner pin, a border pin (back row, outer
-    columns), or a border pin bent out over the housing's edge, its end crossing onto the
-    background (PartSpec.leans_outward); defects and escapes (called OK) of each."""
+    columns), or a border pin bent out towards the housing's edge (PartSpec.leans_outward);
+    defects and escapes (called OK) of each. A frame is placed by its labelled pin (a procedural
+    training render with several defects, by the first)."""
     border = set(part.border_pins())
     table: dict[str, dict[str, int]] = {}
     for r in rows:

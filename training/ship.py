@@ -21,7 +21,7 @@ from typing import Any
 from models.bundle import BUNDLE_FILE, export_flags, sha256_file
 from models.checkpoint import CheckpointError, read_spec
 from models.cli import command_parser
-from models.part import load_part
+from models.part import OUTWARD_WITHIN_DEG, load_part
 from training import datasets
 from training.evaluate import PLACES, evaluate
 from training.train import TrainConfig
@@ -317,7 +317,7 @@ def _housing_section(results: dict[str, Any]) -> list[str]:
 
 def _place_section(results: dict[str, Any]) -> list[str]:
     """Escapes per place of the defect on the part (inner pins, border pins, border pins bent out
-    over the housing's edge) of each test set with frame parameters: where a model lets defects
+    towards the housing's edge) of each test set with frame parameters: where a model lets defects
     through, which one escape rate hides."""
     rows = [(name, r["by_place"]) for name, r in results.items() if r.get("by_place")]
     if not rows:
@@ -325,8 +325,9 @@ def _place_section(results: dict[str, Any]) -> list[str]:
     lines = [
         "### Escapes by where the defect is",
         "",
-        "Border pins: the back row and the outer columns; bent out: leaning within 45 degrees "
-        "of straight out over the housing's edge, the pin's end crossing onto the background.",
+        f"Border pins: the back row and the outer columns; bent outward: leaning within {OUTWARD_WITHIN_DEG:.0f} "
+        "degrees of straight out towards the housing's edge (a back-row pin's end then rises past the back "
+        "edge, onto the background).",
         "",
         "| test set | " + " | ".join(PLACES.values()) + " |",
         "|---|" + "---|" * len(PLACES),

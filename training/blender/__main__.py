@@ -75,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         "--border-defects",
         type=float,
         default=BORDER_DEFECTS,
-        help="share of the defects put on a border pin (back row, outer columns), 0 to 1; with it, "
-        "a bent border pin leans out over the housing's edge, where a model misses most "
+        help="share of the defects moved to a border pin (back row, outer columns), 0 to 1; with it, "
+        "every bent border pin leans out towards the housing's edge "
         f"(default {BORDER_DEFECTS}: defects on any pin, bent any way)",
     )
     ap.add_argument("--classes", default="BENDNG,NUKENG,OK", help="classes to draw, balanced (default all three)")

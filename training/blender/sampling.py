@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from models.part import CLASSES, PartSpec, dataset_identity
+from models.part import CLASSES, OUTWARD_WITHIN_DEG, PartSpec, dataset_identity
 
 GENERATOR = "blender"
 GENERATOR_VERSION = "1"
 DEFAULT_SAMPLES = 3
 LIGHT_HOUSINGS = 0.3  # share of white/ivory/beige housings; PART.md: "mostly dark"
-# Share of defect frames whose defect sits on a border pin (back row, outer columns), bends leaning
-# out across the housing's edge: where the shipped model lets most Blender defects through.
+# Share of the defects moved to a border pin (back row, outer columns), a bent one leaning outward
 BORDER_DEFECTS = 0.0
 # Keys of a frame's params that describe its defect; the OK twin drops them.
 DEFECT_KEYS = ("bend_deg", "bend_dir_deg", "nuke_height")
@@ -120,7 +119,9 @@ def plan(spec: PartSpec, cfg: BlenderConfig) -> list[tuple[str, int]]:
 def frame_params(spec: PartSpec, cfg: BlenderConfig, index: int, label: str, pin: int) -> dict[str, Any]:
     """The params of frame `index` of a folder: a function of (seed, index) alone."""
     rng = np.random.default_rng([cfg.seed, index])
-    return sample_params(spec, rng, label, pin, cfg.widen, cfg.samples, cfg.light_housings, cfg.border_defects > 0)
+    return sample_params(
+        spec, rng, label, pin, cfg.widen, cfg.samples, cfg.light_housings, lean_outward=cfg.border_defects > 0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,8 +225,8 @@ def sample_params(
     """Every random choice for one frame, JSON-able. `widen` stretches the camera's ranges of
     PART.md about their centres; the defect ranges define the labels and are never widened.
     `light_housings` is the share of white/ivory/beige housings (PART.md: mostly dark).
-    `lean_outward`: a bent border pin leans within 45 degrees of straight out over the housing's
-    edge (its angle still PART.md's); every other draw is the same as without it."""
+    `lean_outward`: a bent border pin leans within OUTWARD_WITHIN_DEG of straight out towards the
+    housing's edge (its angle still PART.md's); every other draw is the same as without it."""
     if label not in spec.classes:
         raise ValueError(f"unknown label {label!r} (known: {', '.join(spec.classes)})")
     if (label == "OK") != (pin == 0):
@@ -270,7 +271,8 @@ def sample_params(
         p["bend_dir_deg"] = _u(rng, 0, 360)
         if lean_outward and pin in spec.border_pins():  # drawn last: the frame's other draws stay
             out = spec.outward_directions(pin)
-            p["bend_dir_deg"] = (out[int(rng.integers(len(out)))] + _u(rng, -45, 45)) % 360
+            spread = OUTWARD_WITHIN_DEG
+            p["bend_dir_deg"] = (out[int(rng.integers(len(out)))] + _u(rng, -spread, spread)) % 360
     elif label == "NUKENG":
         p["nuke_height"] = _u(rng, *d.nuke_height)
     return p

@@ -249,7 +249,7 @@ def test_evaluate_splits_the_escapes_by_where_the_defect_is(tmp_path):
         "border_out": {"defective": 2, "escapes": 1},
         "border": {"defective": 2, "escapes": 1},
     }
-    assert "border pins bent out over the edge   escapes 1 of 2" in format_by_place(table)
+    assert "border pins bent outward             escapes 1 of 2" in format_by_place(table)
     # a folder's breakdowns place them only when its dataset.json names a part known here, unchanged
     (tmp_path / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in by_file.values()))
     identity = {"part": "default", "part_fingerprint": SPEC.fingerprint()}

@@ -149,7 +149,7 @@ def test_the_card_splits_escapes_by_where_the_defect_is():
     places = {"inner": {"defective": 500, "escapes": 1}, "border_out": {"defective": 70, "escapes": 3}}
     lines = _place_section({"blender-test": {"by_place": places}, "line": {"accuracy": 0.9}})
     assert lines[0] == "### Escapes by where the defect is"
-    header = "| test set | inner pins | border pins, other defects | border pins bent out over the edge |"
+    header = "| test set | inner pins | border pins, other defects | border pins bent outward |"
     assert header in lines
     assert "| blender-test | 1 of 500 | 0 of 0 | 3 of 70 |" in lines
     assert not any(line.startswith("| line") for line in lines)

@@ -140,6 +140,15 @@ def test_border_defects_move_defects_to_border_pins_bent_out_and_leave_older_fol
         assert {k: v for k, v in f.items() if k not in drop} == {k: v for k, v in t.items() if k not in drop}
     assert "border_defects" not in settings(SPEC, default)
     assert settings(SPEC, cfg)["border_defects"] == 0.8
+    # pinned to what the renderer drew before the option (bc1c78d): a folder rendered then re-renders
+    # the same frames. Frame 0 bends border pin 5 towards the camera, which the option would turn out.
+    old = plan(SPEC, BlenderConfig(n=12, seed=9))
+    assert old == [("BENDNG", 5), ("OK", 0), ("NUKENG", 14), ("OK", 0), ("NUKENG", 17), ("BENDNG", 11),
+                   ("OK", 0), ("NUKENG", 3), ("BENDNG", 12), ("BENDNG", 27), ("NUKENG", 23), ("OK", 0)]  # fmt: skip
+    first = frame_params(SPEC, BlenderConfig(n=12, seed=9), 0, *old[0])
+    assert first["render_seed"] == 245584350 and first["bend_dir_deg"] == pytest.approx(291.57270405328075)
+    moved = frame_params(SPEC, BlenderConfig(n=12, seed=9, border_defects=0.5), 0, *old[0])
+    assert SPEC.leans_outward(5, moved["bend_dir_deg"]) and moved["render_seed"] == 245584350
 
 
 @pytest.mark.parametrize(
