@@ -95,7 +95,7 @@ def _tone_cell(row: dict[str, Any], tone: str) -> str:
 
 
 def _border_cell(places: dict[str, dict[str, int]]) -> str:
-    """Escapes on border pins of the defects there, and of those the bends out over the edge."""
+    """Escapes on border pins of the defects there, and of those the bends leaning outward."""
     if not places:
         return "-"
     border = [places.get(k, {"escapes": 0, "defective": 0}) for k in ("border", "border_out")]
