@@ -106,7 +106,8 @@ def evaluate(
 
 def breakdowns(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What a rendered folder's meta.jsonl lets us split the calls `rows` (file, label) by: bend
-    direction, missing pins, housing tone; nothing for a folder without it (relabelled frames)."""
+    direction, missing pins, housing tone, and where on the part the defect is (when its
+    dataset.json names a part known here); nothing for a folder without it (relabelled frames)."""
     meta_path = Path(folder) / "meta.jsonl"
     if not meta_path.exists():
         return {}
